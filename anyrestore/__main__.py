@@ -1,0 +1,3 @@
+from anyrestore.cli import main
+
+raise SystemExit(main())
