@@ -10,6 +10,13 @@ __version__ = "0.1.0"
 _LAZY = {
     "build_model": ("anyrestore.archs.registry", "build_model"),
     "list_presets": ("anyrestore.archs.registry", "list_presets"),
+    "load_model": ("anyrestore.api", "load_model"),
+    "restore": ("anyrestore.api", "restore"),
+    "Predictor": ("anyrestore.inference.predictor", "Predictor"),
+    "read_image": ("anyrestore.io", "read_image"),
+    "write_image": ("anyrestore.io", "write_image"),
+    "psnr": ("anyrestore.metrics.fullref", "psnr"),
+    "ssim": ("anyrestore.metrics.fullref", "ssim"),
 }
 
 

@@ -13,6 +13,13 @@ from anyrestore.errors import AnyRestoreError
 
 COMMANDS: tuple[str, ...] = (
     "restore",
+    "eval",
+    "models",
+    "train",
+    "test",
+    "convert",
+    "mac",
+    "degrade",
 )
 
 

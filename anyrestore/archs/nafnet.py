@@ -1,0 +1,269 @@
+"""NAFNet and NAFNet-Local (TLC), backbones.md §2.
+
+Paper: Chen et al., "Simple Baselines for Image Restoration", ECCV 2022; TLC: Chu et al., "Improving Image
+Restoration by Revisiting Global Information Aggregation", ECCV 2022. Upstream: megvii-research/NAFNet (MIT code
+and weights). Written from the anyrestore spec; parameter names follow the upstream layout so official
+checkpoints load without renaming.
+
+Checkpoint families: ``official`` (canonical) and ``maskdcpt`` (``.blocks.`` naming, LN eps 1e-5, reflect pad).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anyrestore.archs.blocks import LayerNorm2d, SimpleGate, pad_to_multiple, rename_keys
+from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
+
+PAD_MODES = ("zeros", "reflect")
+
+
+class LocalAvgPool2d(nn.Module):
+    """TLC replacement of the SCA global pool: a stride-1 box mean of a fixed kernel, replicate-padded back.
+
+    Equals ``adaptive_avg_pool2d(x, 1)`` whenever the kernel covers the feature map.
+    """
+
+    def __init__(self, kernel_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        kh, kw = self.kernel_size
+        if kh >= h and kw >= w:
+            return F.adaptive_avg_pool2d(x, 1)
+        kh, kw = min(h, kh), min(w, kw)
+        # fp32 cumulative sums drift on 4K maps; avg_pool2d gives the same valid-region means without accumulation
+        out = F.avg_pool2d(x, (kh, kw), stride=1)
+        dh, dw = h - out.shape[-2], w - out.shape[-1]
+        return F.pad(out, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), mode="replicate")
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}"
+
+
+class NAFBlock(nn.Module):
+    """NAFNet block at ``c`` channels: LN, conv, dwconv, SimpleGate, SCA, conv (β) then LN, FFN with gate (γ)."""
+
+    def __init__(self, c: int, *, ln_eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm2d(c, eps=ln_eps)
+        self.conv1 = nn.Conv2d(c, 2 * c, 1)
+        self.conv2 = nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c)
+        self.sg = SimpleGate()
+        self.sca = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c, c, 1))
+        self.conv3 = nn.Conv2d(c, c, 1)
+        self.norm2 = LayerNorm2d(c, eps=ln_eps)
+        self.conv4 = nn.Conv2d(c, 2 * c, 1)
+        self.conv5 = nn.Conv2d(c, c, 1)
+        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        t = self.sg(self.conv2(self.conv1(self.norm1(inp))))
+        t = self.conv3(t * self.sca(t))
+        y = inp + t * self.beta
+        t = self.conv5(self.sg(self.conv4(self.norm2(y))))
+        return y + t * self.gamma
+
+
+def _stage(c: int, n: int, ln_eps: float) -> nn.Sequential:
+    return nn.Sequential(*[NAFBlock(c, ln_eps=ln_eps) for _ in range(n)])
+
+
+@register_arch("nafnet")
+class NAFNet(nn.Module):
+    """NAFNet U-Net (backbones.md §2.1). Input and output: (B,C,H,W) in [0,1]; any H, W (padded inside).
+
+    Args:
+        in_channels: image channels (3).
+        width: channels at full resolution; level i has ``width * 2**i``.
+        enc_blocks: NAFBlocks per encoder level (the number of levels sets the pad multiple ``2**levels``).
+        middle_blocks: NAFBlocks at the bottleneck.
+        dec_blocks: NAFBlocks per decoder level (deepest first); same length as ``enc_blocks``.
+        ln_eps: LayerNorm epsilon (official 1e-6, MaskDCPT 1e-5).
+        pad_mode: internal right/bottom padding to the multiple: ``"zeros"`` (official) or ``"reflect"``.
+
+    MaskDCPT hook points (``MASK_POINTS``) are module names: forward hooks on them re-mask features; with no hook
+    installed the network is the plain one.
+    """
+
+    MASK_POINTS = {"pre": (r"intro",), "post": (r"intro", r".*\.norm1", r".*\.norm2", r".*\.conv3")}
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 3,
+        width: int = 64,
+        enc_blocks: Sequence[int] = (1, 1, 1, 28),
+        middle_blocks: int = 1,
+        dec_blocks: Sequence[int] = (1, 1, 1, 1),
+        ln_eps: float = 1e-6,
+        pad_mode: str = "zeros",
+    ) -> None:
+        super().__init__()
+        if len(enc_blocks) != len(dec_blocks):
+            raise ValueError(f"enc_blocks {list(enc_blocks)} and dec_blocks {list(dec_blocks)} differ in length")
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"unknown pad_mode {pad_mode!r}; expected one of {', '.join(PAD_MODES)}")
+        self.pad_mode = pad_mode
+        self.pad_multiple = 2 ** len(enc_blocks)
+        self.intro = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.ending = nn.Conv2d(width, in_channels, 3, padding=1)
+        self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
+        c = width
+        for n in enc_blocks:
+            self.encoders.append(_stage(c, n, ln_eps))
+            self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
+            c *= 2
+        self.middle_blks = _stage(c, middle_blocks, ln_eps)
+        self.ups, self.decoders = nn.ModuleList(), nn.ModuleList()
+        for n in dec_blocks:
+            self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
+            c //= 2
+            self.decoders.append(_stage(c, n, ln_eps))
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        return pad_to_multiple(x, self.pad_multiple, self.pad_mode)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Padded input -> last decoder features (B, width, H', W') at the padded resolution."""
+        f = self.intro(self._pad(x))
+        skips = []
+        for encoder, down in zip(self.encoders, self.downs):
+            f = encoder(f)
+            skips.append(f)
+            f = down(f)
+        f = self.middle_blks(f)
+        for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
+            f = decoder(up(f) + skip)
+        return f
+
+    def decode_head(self, features: torch.Tensor, x: torch.Tensor, residual: bool = True) -> torch.Tensor:
+        """``ending`` conv on :meth:`encode` features (+ padded input if ``residual``), cropped to ``x``'s size."""
+        y = self.ending(features)
+        if residual:
+            y = y + self._pad(x)
+        return y[:, :, : x.shape[-2], : x.shape[-1]]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode_head(self.encode(x), x, True)
+
+
+@register_arch("nafnet_local")
+class NAFNetLocal(NAFNet):
+    """NAFNet with TLC local SCA pooling (backbones.md §2.2); same parameters and keys as :class:`NAFNet`.
+
+    Args:
+        train_size: training crop (int or (H, W)); each SCA pool covers 1.5x the feature size at that resolution.
+        Other arguments as :class:`NAFNet`.
+    """
+
+    def __init__(self, *, train_size: int | Sequence[int] = 256, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        th, tw = (train_size, train_size) if isinstance(train_size, int) else tuple(train_size)
+        self.train_size = (int(th), int(tw))
+        base_h, base_w = int(th * 1.5), int(tw * 1.5)
+        # factor = downsampling of the feature map each block sees
+        levels = [(enc, 2**i) for i, enc in enumerate(self.encoders)]
+        levels.append((self.middle_blks, 2 ** len(self.encoders)))
+        levels += [(dec, 2 ** (len(self.decoders) - 1 - i)) for i, dec in enumerate(self.decoders)]
+        for stage, factor in levels:
+            fh, fw = -(-th // factor), -(-tw // factor)
+            for block in stage:
+                block.sca[0] = LocalAvgPool2d((base_h * fh // th, base_w * fw // tw))
+
+
+# ---------------------------------------------------------------- presets
+
+_GOPRO = dict(enc_blocks=(1, 1, 1, 28), middle_blocks=1, dec_blocks=(1, 1, 1, 1))
+_SIDD = dict(enc_blocks=(2, 2, 4, 8), middle_blocks=12, dec_blocks=(2, 2, 2, 2))
+
+register_preset("nafnet-w64", "nafnet_local", description="NAFNet GoPro/REDS config, width 64, TLC (67.9 M)",
+                pad_multiple=16, width=64, train_size=256, **_GOPRO)
+register_preset("nafnet-w32", "nafnet_local", description="NAFNet GoPro config, width 32, TLC (17.1 M)",
+                pad_multiple=16, width=32, train_size=256, **_GOPRO)
+register_preset("nafnet-sidd-w64", "nafnet", description="NAFNet SIDD denoising config, width 64 (116.0 M)",
+                pad_multiple=16, width=64, **_SIDD)
+register_preset("nafnet-sidd-w32", "nafnet", description="NAFNet SIDD denoising config, width 32 (29.2 M)",
+                pad_multiple=16, width=32, **_SIDD)
+register_preset("nafnet-maskdcpt", "nafnet", description="NAFNet w64 as released by MaskDCPT (LN eps 1e-5, reflect pad)",
+                pad_multiple=16, width=64, ln_eps=1e-5, pad_mode="reflect", **_GOPRO)
+register_preset("nafnet-default", "nafnet", description="compact NAFNet (4.45 M) for the shipped default model, ~3.4 s/MP on 2 CPU cores",
+                pad_multiple=16, width=24, enc_blocks=(1, 1, 2, 4), middle_blocks=2, dec_blocks=(1, 1, 1, 1),
+                pad_mode="reflect")
+register_preset("nafnet-tiny", "nafnet", description="tiny NAFNet for tests and smoke runs",
+                pad_multiple=16, width=8, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1))
+
+
+# ---------------------------------------------------------------- checkpoint families
+
+def _max_index(sd: Mapping[str, Any], pattern: str) -> dict[int, int]:
+    """For keys matching ``pattern`` with groups (level, block), the block count per level."""
+    counts: dict[int, int] = {}
+    rx = re.compile(pattern)
+    for key in sd:
+        m = rx.match(key)
+        if m:
+            level, block = int(m.group(1)), int(m.group(2))
+            counts[level] = max(counts.get(level, 0), block + 1)
+    return counts
+
+
+def _official_kwargs(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    enc = _max_index(sd, r"encoders\.(\d+)\.(\d+)\.")
+    dec = _max_index(sd, r"decoders\.(\d+)\.(\d+)\.")
+    levels = max(len([k for k in sd if re.fullmatch(r"downs\.\d+\.weight", k)]), 1)
+    middle = 1 + max((int(m.group(1)) for k in sd if (m := re.match(r"middle_blks\.(\d+)\.", k))), default=-1)
+    return {
+        "in_channels": int(sd["intro.weight"].shape[1]),
+        "width": int(sd["intro.weight"].shape[0]),
+        "enc_blocks": [enc.get(i, 0) for i in range(levels)],
+        "middle_blocks": middle,
+        "dec_blocks": [dec.get(i, 0) for i in range(levels)],
+    }
+
+
+_MASKDCPT_TO_CANON = (
+    (re.compile(r"^encoders\.(\d+)\.blocks\."), r"encoders.\1."),
+    (re.compile(r"^middle_blks\.blocks\."), "middle_blks."),
+    (re.compile(r"^decoder(\d+)\.blocks\."), r"decoders.\1."),
+)
+_CANON_TO_MASKDCPT = (
+    (re.compile(r"^encoders\.(\d+)\.(\d+)\."), r"encoders.\1.blocks.\2."),
+    (re.compile(r"^middle_blks\.(\d+)\."), r"middle_blks.blocks.\1."),
+    (re.compile(r"^decoders\.(\d+)\.(\d+)\."), r"decoder\1.blocks.\2."),
+)
+
+
+def _is_official(sd: Mapping[str, torch.Tensor]) -> bool:
+    return "intro.weight" in sd and "ending.weight" in sd and any(k.startswith("encoders.0.0.") for k in sd)
+
+
+def _is_maskdcpt(sd: Mapping[str, torch.Tensor]) -> bool:
+    return "intro.weight" in sd and any(re.match(r"(encoders\.\d+|decoder\d+|middle_blks)\.blocks\.", k) for k in sd)
+
+
+def _is_gopro_layout(sd: Mapping[str, torch.Tensor]) -> bool:
+    return _is_official(sd) and _official_kwargs(sd)["enc_blocks"] == [1, 1, 1, 28]
+
+
+def _maskdcpt_kwargs(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    return {**_official_kwargs(rename_keys(sd, _MASKDCPT_TO_CANON)), "ln_eps": 1e-5, "pad_mode": "reflect"}
+
+
+_META = ModelMeta(pad_multiple=16)
+# Official GoPro/REDS releases were evaluated with TLC; the SIDD block layout uses the plain network.
+register_family(CheckpointFamily(arch="nafnet_local", family="official", detect=_is_gopro_layout,
+                                 infer_kwargs=lambda sd: {**_official_kwargs(sd), "train_size": 256},
+                                 from_canonical=dict, meta=_META, priority=11))
+register_family(CheckpointFamily(arch="nafnet", family="official", detect=_is_official, infer_kwargs=_official_kwargs,
+                                 from_canonical=dict, meta=_META, priority=10))
+register_family(CheckpointFamily(arch="nafnet", family="maskdcpt", detect=_is_maskdcpt, infer_kwargs=_maskdcpt_kwargs,
+                                 to_canonical=lambda sd: rename_keys(sd, _MASKDCPT_TO_CANON),
+                                 from_canonical=lambda sd: rename_keys(sd, _CANON_TO_MASKDCPT), meta=_META, priority=12))

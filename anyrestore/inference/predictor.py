@@ -1,0 +1,203 @@
+"""Predictor: run any restoration ``nn.Module`` on [0, 1] RGB images of any size.
+
+The Predictor reads the model's :class:`~anyrestore.archs.registry.ModelMeta` (pad multiple, normalisation) and never
+branches on architecture names. Per call it normalises, reflect-pads to the pad multiple, runs the model on the
+whole image or on overlapping tiles (:mod:`anyrestore.inference.tiling`), crops back, denormalises and clamps.
+
+Tiling modes (``tile`` argument):
+
+* ``None`` (auto): whole image when it is safe, tiles otherwise. On CUDA/MPS the whole image is tried first and
+  an out-of-memory error falls back to tiles. On CPU, where running out of memory kills the process instead of
+  raising, images above ``max_whole_pixels`` (default 1 MP) are tiled straight away. A model with the attribute
+  ``prefer_whole_image = True`` (e.g. one that estimates the degradation globally) always runs whole in auto mode.
+* ``0``: always the whole image.
+* ``N > 0``: tiles of N x N (rounded down to the pad multiple), overlap ``overlap``, blending ``blend``.
+
+On an out-of-memory error in tiled mode the tile is halved (rounded to the pad multiple, floor 64), the image is
+restarted, and the smaller tile is remembered for later images.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+from typing import Callable
+
+import torch
+from torch import nn
+
+from anyrestore.archs.registry import model_meta
+from anyrestore.errors import AnyRestoreError, ConfigError
+from anyrestore.inference.tiling import BLENDS, is_out_of_memory, pad_to_multiple, tiled_apply
+
+log = logging.getLogger("anyrestore.inference")
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+MIN_TILE = 64
+_ACCUMULATE_ON_CPU_ABOVE = 8_000_000  # pixels; keeps GPU memory for the model on very large images
+
+
+class InferenceError(AnyRestoreError):
+    """Inference cannot proceed (e.g. out of memory even at the smallest tile, bad input tensor)."""
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"`` -> cuda, else mps, else cpu; anything else is checked for availability."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"invalid device {device!r}: use auto, cpu, cuda, cuda:N or mps") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {device!r} requested but MPS is not available; use --device cpu")
+    return dev
+
+
+class Predictor:
+    """Wrap a restoration model for inference on images of any size.
+
+    Args:
+        model: any ``nn.Module`` mapping a normalised (B, C, H, W) batch to an image batch; ``model.meta`` (if
+            present) gives the pad multiple and normalisation.
+        device: ``"auto"``/None, ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``; the model is moved there.
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast; the output is float32).
+        tile: None (auto), 0 (whole image) or the tile size in pixels.
+        overlap: overlap between neighbouring tiles in pixels; must be at most half the tile.
+        blend: ``"feather"`` (raised-cosine ramps) or ``"mean"`` (uniform average).
+        default_tile: tile used when auto mode falls back to tiling (default 512 on GPU, 256 on CPU).
+        max_whole_pixels: in auto mode on CPU, larger images are tiled.
+        progress: optional callback ``progress(done_tiles, total_tiles)``.
+
+    Call the predictor with a float tensor (C, H, W) or (B, C, H, W) in [0, 1]; it returns a float32 tensor of the
+    same rank in [0, 1] on the input's device. :attr:`last_run` describes how the last call ran
+    (``mode``, ``tile``, ``overlap``, ``blend``), for metric records.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+        tile: int | None = None,
+        overlap: int = 32,
+        blend: str = "feather",
+        default_tile: int | None = None,
+        max_whole_pixels: int = 1 << 20,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if blend not in BLENDS:
+            raise ConfigError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
+        if tile is not None and tile < 0:
+            raise ConfigError(f"tile must be 0 (whole image) or a positive size, got {tile}")
+        if overlap < 0:
+            raise ConfigError(f"overlap must be >= 0, got {overlap}")
+        if tile and 2 * overlap > tile:
+            raise ConfigError(f"overlap {overlap} must be at most half the tile {tile}")
+        self.device = select_device(device)
+        self.model = model.to(self.device).eval()
+        self.meta = model_meta(model)
+        self.multiple = max(1, int(self.meta.pad_multiple))
+        self.precision = precision
+        self.tile = tile
+        self.overlap = overlap
+        self.blend = blend
+        gpu = self.device.type in ("cuda", "mps")
+        self.default_tile = default_tile or (512 if gpu else 256)
+        self.max_whole_pixels = max_whole_pixels
+        self.progress = progress
+        self.min_tile = _round_up(MIN_TILE, self.multiple)
+        self._oom_tile: int | None = None  # smallest tile that worked after an OOM, reused for later images
+        self.last_run: dict = {}
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if not isinstance(image, torch.Tensor) or image.ndim not in (3, 4) or not image.is_floating_point():
+            shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise InferenceError(f"expected a float tensor (C,H,W) or (B,C,H,W) in [0,1], got {shape}")
+        batch = image[None] if image.ndim == 3 else image
+        out = self._run(batch.float())
+        out = out.clamp(0.0, 1.0).to(image.device)
+        return out[0] if image.ndim == 3 else out
+
+    @torch.inference_mode()
+    def _run(self, batch: torch.Tensor) -> torch.Tensor:
+        h, w = batch.shape[-2:]
+        x = pad_to_multiple(self.meta.normalize(batch.cpu()), self.multiple)
+        if self._whole_first(h * w):
+            try:
+                y = self._forward(x.to(self.device))
+                self.last_run = {"mode": "whole", "tile": None, "overlap": None, "blend": None}
+                return self._finish(y, h, w)
+            except Exception as exc:
+                if not is_out_of_memory(exc) or self.tile == 0:
+                    if is_out_of_memory(exc):
+                        raise InferenceError(f"out of memory on a {h}x{w} image in whole-image mode; "
+                                             "use tiles (--tile 256)") from exc
+                    raise
+                log.warning("out of memory on the whole %dx%d image; switching to tiles of %d", h, w, self.default_tile)
+                self._free()
+        tile = self._oom_tile or self.tile or self.default_tile
+        while True:
+            tile = max(self.multiple, tile // self.multiple * self.multiple)
+            try:
+                y = tiled_apply(self._forward, x, tile=tile, overlap=self.overlap, blend=self.blend,
+                                compute_device=self.device, accumulate_device=self._accumulate_device(x),
+                                progress=self.progress)
+                self.last_run = {"mode": "tiled", "tile": tile, "overlap": min(self.overlap, tile // 2), "blend": self.blend}
+                return self._finish(y, h, w)
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                self._free()
+                if tile <= self.min_tile:
+                    raise InferenceError(f"out of memory even with {tile}x{tile} tiles on {self.device}; "
+                                         "try --device cpu or --precision fp16") from exc
+                new_tile = max(self.min_tile, tile // 2 // self.multiple * self.multiple)
+                log.warning("out of memory with %dx%d tiles; retrying with %dx%d", tile, tile, new_tile, new_tile)
+                tile = self._oom_tile = new_tile
+
+    def _whole_first(self, pixels: int) -> bool:
+        if self.tile == 0:
+            return True
+        if self.tile is not None:
+            return False
+        if getattr(self.model, "prefer_whole_image", False):
+            return True
+        if self._oom_tile is not None:
+            return False
+        return self.device.type != "cpu" or pixels <= self.max_whole_pixels
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = PRECISIONS[self.precision]
+        ctx = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+        with ctx:
+            return self.model(x)
+
+    def _finish(self, y: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        scale = y.shape[-1] // (w + (-w) % self.multiple)
+        y = y[..., : h * scale, : w * scale].float()
+        return self.meta.denormalize(y)
+
+    def _accumulate_device(self, x: torch.Tensor) -> torch.device:
+        pixels = x.shape[-1] * x.shape[-2]
+        return torch.device("cpu") if pixels > _ACCUMULATE_ON_CPU_ABOVE else self.device
+
+    def _free(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        elif self.device.type == "mps":
+            torch.mps.empty_cache()
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple

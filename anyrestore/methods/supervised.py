@@ -1,0 +1,88 @@
+"""Plain supervised restoration objective: the baseline every method is compared with.
+
+``loss = weight · pixel(pred, gt) + fft_weight · mean|FFT(pred) − FFT(gt)|`` where ``pixel`` is L1 or Charbonnier
+(``sqrt((pred − gt)² + eps²)``), averaged over all pixels and channels. The FFT term compares the real and
+imaginary parts of the 2-D real FFT (MoCE-IR uses it with weight 0.1).
+
+By default the loss is computed in the model's own input space (``space: model``): models that declare an input
+normalisation (RAM's ImageNet mean/std) are fed and supervised in normalised space, as in the official code; the
+others in [0,1]. ``space: image`` always compares de-normalised [0,1] outputs.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from anyrestore.engine.objectives import model_space, register_objective
+
+
+class SupervisedObjective:
+    """Pixel loss between ``model(lq)`` and ``gt``.
+
+    Args:
+        loss: ``"l1"`` or ``"charbonnier"``.
+        weight: weight of the pixel term.
+        fft_weight: weight of the frequency-domain L1 term (0 disables it).
+        eps: Charbonnier epsilon.
+        space: ``"model"`` (normalised space when the model has one) or ``"image"`` ([0,1]).
+    """
+
+    def __init__(
+        self,
+        *,
+        loss: Literal["l1", "charbonnier"] = "l1",
+        weight: float = 1.0,
+        fft_weight: float = 0.0,
+        eps: float = 1e-3,
+        space: Literal["model", "image"] = "model",
+    ) -> None:
+        if loss not in ("l1", "charbonnier"):
+            raise ValueError(f"loss must be 'l1' or 'charbonnier', got {loss!r}")
+        if space not in ("model", "image"):
+            raise ValueError(f"space must be 'model' or 'image', got {space!r}")
+        if weight < 0 or fft_weight < 0 or eps <= 0:
+            raise ValueError("weight and fft_weight must be >= 0 and eps > 0")
+        self.loss, self.weight, self.fft_weight, self.eps, self.space = loss, float(weight), float(fft_weight), float(eps), space
+
+    def __call__(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        meta = model_space(model)
+        pred = model(meta.normalize(batch["lq"]))
+        target = batch["gt"]
+        if self.space == "model":
+            target = meta.normalize(target)
+        else:
+            pred = meta.denormalize(pred)
+        pred = pred.float()
+        diff = pred - target.float()
+        if self.loss == "l1":
+            pixel = diff.abs().mean()
+        else:
+            pixel = torch.sqrt(diff * diff + self.eps * self.eps).mean()
+        out = {f"{self.loss}": pixel}
+        total = self.weight * pixel
+        if self.fft_weight > 0:
+            spec = torch.view_as_real(torch.fft.rfft2(pred)) - torch.view_as_real(torch.fft.rfft2(target.float()))
+            fft = spec.abs().mean()
+            out["fft"] = fft
+            total = total + self.fft_weight * fft
+        out["loss"] = total
+        return out
+
+
+register_objective("supervised")(SupervisedObjective)
+
+
+@register_objective("l1")
+def l1_objective(*, weight: float = 1.0, fft_weight: float = 0.0, space: Literal["model", "image"] = "model") -> SupervisedObjective:
+    """Plain L1 (optionally + FFT term)."""
+    return SupervisedObjective(loss="l1", weight=weight, fft_weight=fft_weight, space=space)
+
+
+@register_objective("charbonnier")
+def charbonnier_objective(
+    *, weight: float = 1.0, fft_weight: float = 0.0, eps: float = 1e-3, space: Literal["model", "image"] = "model"
+) -> SupervisedObjective:
+    """Charbonnier (smooth L1-like) loss (optionally + FFT term)."""
+    return SupervisedObjective(loss="charbonnier", weight=weight, fft_weight=fft_weight, eps=eps, space=space)

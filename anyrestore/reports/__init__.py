@@ -1,0 +1,1 @@
+"""Reports: paper-style tables (markdown / CSV / JSON) and before/after image grids."""
