@@ -17,6 +17,8 @@ _LAZY = {
     "write_image": ("anyrestore.io", "write_image"),
     "psnr": ("anyrestore.metrics.fullref", "psnr"),
     "ssim": ("anyrestore.metrics.fullref", "ssim"),
+    "degrade": ("anyrestore.degradations.pipeline", "degrade"),
+    "build_sampler": ("anyrestore.degradations.pipeline", "build_sampler"),
 }
 
 

@@ -204,7 +204,7 @@ def test_corrupted_dict_fails_with_report(tmp_path):
     assert "1 missing, 1 unexpected, 1 shape-mismatched" in text
     assert "missing: encoders.0.0.conv3.weight 8x8x1x1" in text
     assert "unexpected: encoders.0.0.conv9.weight" in text
-    assert "decoders.1.0.conv1.weight 32x16x1x1 vs 3x3x1x1" in text
+    assert "decoders.1.0.conv1.weight 64x32x1x1 vs 3x3x1x1" in text
     assert "closest family by key overlap: nafnet" in text and "hint:" in text
     with pytest.warns(UserWarning, match="strict=False"):
         loose = C.load_model(path, strict=False)

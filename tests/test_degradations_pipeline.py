@@ -203,7 +203,8 @@ def test_every_catalog_type_has_levels_within_limits():
     ({"type": "blur", "kernel_size": 14}, "odd"),
     ("unirestorer-in:H-X", "unknown UniRestorer combination"),
     ({"chain": ["noise"], "gates": [0.0]}, "never degrade"),
-    ({"nothing": 1}, "needs 'type'"),
+    ({"nothing": 1}, "needs .type."),
+    ({"preset": "ram-paper", "x": 1}, "takes no other keys"),
 ])
 def test_spec_errors_are_config_errors(spec, match):
     with pytest.raises(ConfigError, match=match) as info:

@@ -149,3 +149,20 @@ def test_sigkill_during_checkpoint_write_keeps_latest_valid_and_resume_works(tmp
     reference.fit()
     resumed = load_file(run / "model.safetensors")
     assert all(torch.equal(v, resumed[k]) for k, v in reference.model.state_dict().items())
+
+
+def test_smoke_recipe_on_dead_leaves_with_synthetic_degradations(tmp_path):
+    from anyrestore.engine.config import load_config
+
+    cfg = load_config(REPO / "configs" / "tiny" / "smoke.yaml", [
+        "train.iterations=20", "train.progress=false", "train.tensorboard=false", "train.log_every=1",
+        "data.streams.0.degradation=noise:25", "data.streams.0.source.size=36", "data.crop=32",
+        "val.every=20", "val.count=2", "val.crop=32",
+        "optim.lr=0.002", f"output_dir={tmp_path}"])
+    history = Trainer(cfg).fit()
+    values = losses(history)
+    assert len(values) == 20
+    assert sum(values[-4:]) / 4 < 0.8 * sum(values[:4]) / 4
+    val = [h for h in history if "val/psnr" in h]
+    assert len(val) == 1 and val[0]["val/count"] == 2 and 10 < val[0]["val/psnr"] < 60
+    assert (tmp_path / "tiny-smoke" / "model.safetensors").is_file()

@@ -227,3 +227,25 @@ def test_bad_options():
         Predictor(Identity(), blend="max")
     with pytest.raises(InferenceError):
         Predictor(Identity())(torch.zeros(3, 4, 4, dtype=torch.uint8))
+
+
+def test_training_mode_restored_and_eval_used():
+    model = nn.Sequential(nn.Dropout(0.9))
+    model.meta = ModelMeta()
+    model.train()
+    x = torch.rand(3, 8, 8)
+    assert torch.equal(Predictor(model, tile=0)(x), x)  # dropout off inside the predictor
+    assert model.training
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_is_a_clear_error():
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        Predictor(Identity(), device="cuda")
+    with pytest.raises(ConfigError, match="invalid device"):
+        Predictor(Identity(), device="gpu7")
+
+
+def test_oom_in_forced_whole_mode_is_a_clear_error(image):
+    with pytest.raises(InferenceError, match="whole-image mode"):
+        Predictor(OOMOnce(LocalNet(), limit=200), tile=0)(image)

@@ -157,3 +157,61 @@ def test_errors(pair):
     with pytest.raises(MetricNotAvailableError) as err:
         niqe(gt)
     assert isinstance(err.value, AnyRestoreError) and isinstance(err.value, NotImplementedError)
+
+
+# --- restormer / matlab_y variants ------------------------------------------------------------------------
+
+def _moments_ssim(filt, x, y, peak=255.0):
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    mx, my = filt(x), filt(y)
+    sxx, syy, sxy = filt(x * x) - mx ** 2, filt(y * y) - my ** 2, filt(x * y) - mx * my
+    return (((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))).mean()
+
+
+def test_restormer_protocol_matches_upstream_style_reference(pair):
+    import cv2
+
+    pred, gt = pair
+    p8 = np.round(pred * 255).astype(np.float64)
+    g8 = np.round(gt * 255).astype(np.float64)
+    k = cv2.getGaussianKernel(11, 1.5)[:, 0]
+    kernel3d = torch.from_numpy(np.einsum("i,j,k->ijk", k, k, k))[None, None]
+
+    def filt3d(a):  # Conv3d over (H, W, C) with replicate padding, as in the Restormer fork (here in float64)
+        t = torch.from_numpy(a)[None, None]
+        t = torch.nn.functional.pad(t, (5, 5, 5, 5, 5, 5), mode="replicate")
+        return torch.nn.functional.conv3d(t, kernel3d)[0, 0].numpy()
+
+    assert abs(ssim(pred, gt, protocol="restormer") - _moments_ssim(filt3d, p8, g8)) < 1e-10
+    window = np.outer(k, k)
+    y_p, y_g = rgb_to_y(p8 / 255), rgb_to_y(g8 / 255)
+    ref_y = _moments_ssim(lambda a: cv2.filter2D(a, -1, window, borderType=cv2.BORDER_REPLICATE), y_p, y_g)
+    assert abs(ssim(pred, gt, protocol="restormer", y=True) - ref_y) < 1e-10
+    assert psnr(pred, gt, protocol="restormer") == psnr(pred, gt, protocol="basicsr")
+
+
+def test_matlab_y_rounds_luma(pair):
+    pred, gt = pair
+    y_p = np.round(rgb_to_y(np.round(pred * 255) / 255))
+    y_g = np.round(rgb_to_y(np.round(gt * 255) / 255))
+    rmse = np.sqrt(np.mean((y_p - y_g) ** 2))
+    assert abs(psnr(pred, gt, protocol="matlab_y") - 20 * np.log10(255 / rmse)) < 1e-10
+    assert abs(ssim(pred, gt, protocol="matlab_y") - _ref_gauss_ssim_channel(y_p, y_g, 255.0)) < 1e-10
+    assert psnr(pred, gt, protocol="matlab_y") != psnr(pred, gt, y=True)
+
+
+def test_protocol_records():
+    from anyrestore.metrics import get_protocol
+
+    assert get_protocol("restormer").record(crop_border=0, y=False)["ssim_variant"] == "gauss3d_replicate"
+    assert get_protocol("restormer").record(crop_border=0, y=True)["ssim_variant"] == "gauss11_replicate"
+    assert get_protocol("matlab_y").record(crop_border=0, y=False)["channel"] == "y"
+    assert get_protocol("skimage").record(crop_border=2, y=False) == {
+        "protocol": "skimage", "crop_border": 2, "channel": "rgb", "quantize": "none", "ssim_variant": "uniform7"}
+
+
+def test_low_precision_tensors_accepted(pair):
+    pred, gt = pair
+    tp = torch.from_numpy(pred).permute(2, 0, 1).to(torch.bfloat16)
+    tg = torch.from_numpy(gt).permute(2, 0, 1).to(torch.bfloat16)
+    assert abs(psnr(tp, tg) - psnr(tp.float(), tg.float())) < 1e-12

@@ -7,7 +7,6 @@ from anyrestore.engine.objectives import build_objective
 from anyrestore.errors import ConfigError
 from anyrestore.methods.ram.finetune import (
     Ranking,
-    RamFinetuneObjective,
     apply_ranking,
     enumerate_layers,
     freeze_except,
@@ -155,6 +154,15 @@ def test_ram_promptir_layers_and_30_percent_freeze(tmp_path):
     assert layers[0] == "patch_embed.proj" and layers[1:4] == ["prompt1", "prompt1.linear_layer", "prompt1.conv3x3"]
     assert layers[229] == "up4_3.body.0" and layers[386] == "decoder_level1.1.norm2.body"
     assert layers[444] == "output"
+    stages = {"encoder_level1": (10, 45), "down1_2": (46, 46), "encoder_level2": (47, 100), "latent": (157, 228),
+              "noise_level3": (231, 239), "reduce_noise_level3": (240, 240), "decoder_level2": (307, 360),
+              "noise_level1": (362, 370), "decoder_level1": (372, 407), "refinement": (408, 443)}
+    for stage, (first, last) in stages.items():
+        span = [i for i, n in enumerate(layers) if n == stage or n.startswith(stage + ".")]
+        assert (span[0], span[-1], len(span)) == (first, last, last - first + 1), stage
+    assert layers[11:20] == [f"encoder_level1.0.{s}" for s in ("attn", "attn.qkv", "attn.qkv_dwconv",
+                             "attn.project_out", "norm2.body", "ffn.project_in", "ffn.dwconv", "ffn.project_out",)] \
+        + ["encoder_level1.1.norm1.body"]
     (tmp_path / "filter_name.txt").write_text("\n".join(layers) + "\n")
     report = apply_ranking(model, tmp_path, 0.3)
     assert report.trainable_layers == 133

@@ -273,3 +273,42 @@ def test_mac_on_tiny_ram_swinir():
         if name.endswith(".attn"):
             assert scores[name] == scores[name + ".proj"]
     assert scores["conv_last"] > 0 and scores["conv_first"] > 0
+
+
+def test_layer_independent_of_the_input_scores_zero():
+    class Bias(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.value = nn.Parameter(torch.ones(1, 3, 1, 1))
+
+        def forward(self):
+            return self.value * 2
+
+    class WithConstant(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.bias = Bias()
+
+        def forward(self, x):
+            return self.conv(x) + self.bias()
+
+    torch.manual_seed(0)
+    analysis = rank_layers(WithConstant(), _images(1), settings=MacSettings(total_step=3))
+    scores = dict(zip(analysis.ranking.names, analysis.ranking.scores))
+    assert scores["bias"] == 0 and scores["conv"] > 0
+
+
+def test_in_place_modified_layer_output_is_refused():
+    class InPlace(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            y.mul_(2)
+            return y
+
+    with pytest.raises(ConfigError, match="modified in place"):
+        rank_layers(InPlace(), _images(1), settings=MacSettings(total_step=2))

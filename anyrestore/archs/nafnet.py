@@ -113,6 +113,7 @@ class NAFNet(nn.Module):
             raise ValueError(f"unknown pad_mode {pad_mode!r}; expected one of {', '.join(PAD_MODES)}")
         self.pad_mode = pad_mode
         self.pad_multiple = 2 ** len(enc_blocks)
+        self.meta = ModelMeta(pad_multiple=self.pad_multiple)  # replaced by the preset's metadata when built by name
         self.intro = nn.Conv2d(in_channels, width, 3, padding=1)
         self.ending = nn.Conv2d(width, in_channels, 3, padding=1)
         self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()

@@ -101,6 +101,7 @@ class PromptIR(nn.Module):
         if internal_pad and internal_pad % self.min_multiple:
             raise ValueError(f"internal_pad must be 0 or a multiple of {self.min_multiple}, got {internal_pad}")
         self.internal_pad = internal_pad
+        self.meta = ModelMeta(pad_multiple=internal_pad or self.min_multiple)
         p1, p2, p3 = prompt_dims
 
         def stage(c: int, n: int, h: int) -> nn.Sequential:
@@ -190,6 +191,7 @@ class RAMPromptIR(PromptIR):
 
     def __init__(self, *, unused_modules: bool = False, internal_pad: int = 16, **kwargs: Any) -> None:
         super().__init__(unused_modules=unused_modules, internal_pad=internal_pad, **kwargs)
+        self.meta = ModelMeta(pad_multiple=internal_pad, mean=IMAGENET_MEAN, std=IMAGENET_STD)
         self.register_buffer("mask_token", torch.zeros(1, kwargs.get("in_channels", 3), 1, 1), persistent=False)
 
     def mask_input(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -77,6 +77,8 @@ class Restormer(nn.Module):
         if len(num_blocks) != 4 or len(heads) != 4:
             raise ValueError(f"num_blocks and heads need 4 entries, got {list(num_blocks)} and {list(heads)}")
 
+        self.meta = ModelMeta(pad_multiple=self.pad_multiple)
+
         def stage(c: int, n: int, h: int) -> nn.Sequential:
             return transformer_stage(c, n, num_heads=h, expansion=ffn_expansion_factor, bias=bias, layernorm=layernorm)
 

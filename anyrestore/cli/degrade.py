@@ -118,12 +118,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise ConfigError("no input given: pass image files or folders")
 
-    import torch
-
     from anyrestore.degradations import build_sampler
     from anyrestore.io import atomic_write_bytes, read_image, write_image
 
-    sampler = build_sampler(sampler_spec(args.spec, args.level, args.param))
+    spec = sampler_spec(args.spec, args.level, args.param)
+    sampler = build_sampler(spec)
     files = _collect(args.inputs)
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -139,11 +138,10 @@ def run(args: argparse.Namespace) -> int:
         clean = read_image(f)[None]
         seed = image_seed(args.seed, f.name)
         lq, labels = sampler(clean, seeds=[seed])
-        label = dict(labels[0], source=str(f), spec=args.spec if not args.param else sampler_spec(args.spec, args.level, args.param))
+        label = dict(labels[0], source=str(f), spec=spec)
         write_image(out, lq[0])
         atomic_write_bytes(out.with_suffix(".json"), (json.dumps(label, indent=2, default=str) + "\n").encode())
         print(f"{f} -> {out}  [{label['type']}]")
-    del torch
     return 0
 
 

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     width = max([len("image")] + [len(r["image"]) for r in rows])
     print(f"protocol {proto.name}, channel {record['channel']}, crop {crop}, quantize {record['quantize']}, "
-          f"ssim {proto.ssim_variant}")
+          f"ssim {record['ssim_variant']}")
     print(f"{'image':<{width}}  {'PSNR':>8}  {'SSIM':>7}")
     for r in rows:
         print(f"{r['image']:<{width}}  {_fmt(r['psnr'], 2):>8}  {_fmt(r['ssim'], 4):>7}")

@@ -43,6 +43,10 @@ def _load(model_arg: str, param_key: str):
     from anyrestore.archs.registry import build_model
 
     path = Path(model_arg)
+    if not path.is_file() and (path.suffix in (".pth", ".pt", ".ckpt", ".safetensors") or "/" in model_arg):
+        from anyrestore.errors import ConfigError
+
+        raise ConfigError(f"weights file not found: {model_arg}")
     if path.is_file():
         from anyrestore.checkpoints import file_sha256, load_model
 

@@ -53,10 +53,10 @@ def stream_schedule(weights: Sequence[float], length: int) -> list[int]:
     total = float(sum(weights))
     out = []
     credit = [0.0] * len(weights)
-    for _ in range(length):
-        credit = [c + w / total for c, w in zip(credit, weights)]
+    for _ in range(length):  # smooth weighted round robin, in weight units (exact for integer weights)
+        credit = [c + w for c, w in zip(credit, weights)]
         best = max(range(len(weights)), key=lambda k: (credit[k], -k))
-        credit[best] -= 1.0
+        credit[best] -= total
         out.append(best)
     return out
 

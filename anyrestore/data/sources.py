@@ -122,11 +122,37 @@ class ShippedPhotos(_FileSource):
 
 
 # ------------------------------------------------------------------------------------------------ dead leaves
-def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
-    i = int(h * 6) % 6
-    f = h * 6 - math.floor(h * 6)
+def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Vectorised HSV -> RGB for arrays of shape (N,); returns (N,3) float32."""
+    i = np.floor(h * 6).astype(int) % 6
+    f = h * 6 - np.floor(h * 6)
     p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    return np.array([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i], dtype=np.float32)
+    table = np.stack([np.stack(c, axis=1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))])
+    return table[i, np.arange(len(h))].astype(np.float32)
+
+
+_SMALL = 3  # leaves reaching at most this many pixels from their centre are rasterised together, vectorised
+
+
+def _leaf_masks(kind, pu, pv, r, aspect):
+    if np.ndim(kind) == 0:  # one leaf: build only its own shape
+        if kind < 0.6:
+            return pu**2 + pv**2 <= r * r
+        if kind < 0.85:
+            return (pu / r) ** 2 + (pv / (r * aspect)) ** 2 <= 1
+        return (np.abs(pu) <= r) & (np.abs(pv) <= r * aspect)
+    disc = pu**2 + pv**2 <= r * r
+    ellipse = (pu / r) ** 2 + (pv / (r * aspect)) ** 2 <= 1
+    rect = (np.abs(pu) <= r) & (np.abs(pv) <= r * aspect)
+    return np.where(kind < 0.6, disc, np.where(kind < 0.85, ellipse, rect))
+
+
+def _leaf_values(colour, xx, yy, pu, r, row, texture):
+    phi = row[..., 9] * 2 * np.pi
+    shade = 1.0 + 0.35 * (row[..., 10] - 0.5) * 2 * (np.cos(phi) * xx + np.sin(phi) * yy) / r
+    period = 2.0 + 0.3 * r * row[..., 11] / max(texture, 1e-6)
+    stripes = np.where(row[..., 11] < texture, 1.0 + 0.08 * np.sin(2 * np.pi * pu / period), 1.0)
+    return np.clip(colour * (shade * stripes)[..., None], 0.0, 1.0)
 
 
 def dead_leaves(height: int, width: int, generator: torch.Generator | None = None, *, r_min: float | None = None,
@@ -152,40 +178,45 @@ def dead_leaves(height: int, width: int, generator: torch.Generator | None = Non
     mean_area = math.pi * 2 * r_min**2 * math.log(r_max / r_min) / (1 - (r_min / r_max) ** 2)
     n = int(math.ceil(coverage * height * width / mean_area)) + 1
     u = torch.rand((n, 12), generator=generator, dtype=torch.float64).numpy()
-    canvas = np.empty((height, width, 3), dtype=np.float32)
     a, b = r_min**-2, r_max**-2
-    for k in range(n):
-        row = u[k]
-        r = (a - row[0] * (a - b)) ** -0.5 if k else 2.0 * max(height, width)  # first leaf: background
-        cy, cx = row[1] * height, row[2] * width
-        kind = row[3]
-        theta = row[4] * math.pi
-        aspect = 0.4 + 0.6 * row[5]
-        reach = r if kind < 0.6 else r * 1.5
-        y0, y1 = max(0, int(cy - reach)), min(height, int(cy + reach) + 1)
-        x0, x1 = max(0, int(cx - reach)), min(width, int(cx + reach) + 1)
+    radius = (a - u[:, 0] * (a - b)) ** -0.5
+    radius[0] = 2.0 * max(height, width)  # the first leaf is the background
+    cy, cx = u[:, 1] * height, u[:, 2] * width
+    kind, theta, aspect = u[:, 3], u[:, 4] * math.pi, 0.4 + 0.6 * u[:, 5]
+    colour = _hsv_to_rgb(u[:, 6], 0.85 * u[:, 7] ** 2, 0.08 + 0.9 * u[:, 8] ** 0.8)
+    reach = np.where(kind < 0.6, radius, radius * 1.5)
+    # z-buffer of leaf ids: a later leaf covers an earlier one, so each pixel shows the largest covering id
+    top = np.zeros(height * width, dtype=np.int64)  # leaf 0 is the background
+    small = np.flatnonzero((reach <= _SMALL) & (np.arange(n) > 0))
+    if small.size:  # rasterise all small leaves at once in their (2S+1)² boxes
+        off = np.arange(-_SMALL, _SMALL + 1)
+        py = np.floor(cy[small])[:, None, None] + off[None, :, None]  # (M, S, 1)
+        px = np.floor(cx[small])[:, None, None] + off[None, None, :]  # (M, 1, S)
+        yy, xx = py + 0.5 - cy[small, None, None], px + 0.5 - cx[small, None, None]
+        c, s_ = np.cos(theta[small])[:, None, None], np.sin(theta[small])[:, None, None]
+        mask = _leaf_masks(kind[small, None, None], c * xx + s_ * yy, -s_ * xx + c * yy,
+                           radius[small, None, None], aspect[small, None, None])
+        mask &= (py >= 0) & (py < height) & (px >= 0) & (px < width)
+        sel = np.nonzero(mask)
+        flat = np.broadcast_to(py, mask.shape)[sel].astype(np.int64) * width + np.broadcast_to(px, mask.shape)[sel].astype(np.int64)
+        np.maximum.at(top, flat, small[sel[0]])
+    top = top.reshape(height, width)
+    for k in np.flatnonzero((reach > _SMALL) & (np.arange(n) > 0)):
+        y0, y1 = max(0, int(cy[k] - reach[k])), min(height, int(cy[k] + reach[k]) + 1)
+        x0, x1 = max(0, int(cx[k] - reach[k])), min(width, int(cx[k] + reach[k]) + 1)
         if y0 >= y1 or x0 >= x1:
             continue
-        yy = np.arange(y0, y1, dtype=np.float32)[:, None] + 0.5 - cy
-        xx = np.arange(x0, x1, dtype=np.float32)[None, :] + 0.5 - cx
-        c, s = math.cos(theta), math.sin(theta)
-        pu, pv = c * xx + s * yy, -s * xx + c * yy
-        if kind < 0.6:  # disc
-            mask = pu**2 + pv**2 <= r * r
-        elif kind < 0.85:  # ellipse
-            mask = (pu / r) ** 2 + (pv / (r * aspect)) ** 2 <= 1
-        else:  # rotated rectangle
-            mask = (np.abs(pu) <= r) & (np.abs(pv) <= r * aspect)
-        if not mask.any():
-            continue
-        colour = _hsv_to_rgb(row[6], 0.85 * row[7] ** 2, 0.08 + 0.9 * row[8] ** 0.8)
-        phi = row[9] * 2 * math.pi
-        shade = 1.0 + 0.35 * (row[10] - 0.5) * 2 * (math.cos(phi) * xx + math.sin(phi) * yy) / r
-        if row[11] < texture:  # stripes with a period of a few pixels to a fraction of the leaf
-            period = 2.0 + 0.3 * r * row[11] / max(texture, 1e-6)
-            shade = shade * (1.0 + 0.08 * np.sin(2 * math.pi * pu / period))
-        patch = canvas[y0:y1, x0:x1]
-        patch[mask] = np.clip(colour[None, :] * shade[..., None][mask], 0.0, 1.0)
+        yy = np.arange(y0, y1, dtype=np.float64)[:, None] + 0.5 - cy[k]
+        xx = np.arange(x0, x1, dtype=np.float64)[None, :] + 0.5 - cx[k]
+        c, s_ = math.cos(theta[k]), math.sin(theta[k])
+        mask = _leaf_masks(kind[k], c * xx + s_ * yy, -s_ * xx + c * yy, radius[k], aspect[k])
+        win = top[y0:y1, x0:x1]
+        np.maximum(win, np.where(mask, k, -1), out=win)
+    # every pixel's value from its visible leaf: colour x shading gradient x optional stripes
+    yy = np.arange(height, dtype=np.float64)[:, None] + 0.5 - cy[top]
+    xx = np.arange(width, dtype=np.float64)[None, :] + 0.5 - cx[top]
+    pu = np.cos(theta[top]) * xx + np.sin(theta[top]) * yy
+    canvas = _leaf_values(colour[top], xx, yy, pu, radius[top], u[top], texture).astype(np.float32)
     img = torch.from_numpy(canvas).permute(2, 0, 1).contiguous()
     sigma = blur[0] + (blur[1] - blur[0]) * float(torch.rand((), generator=generator))
     img = smooth(img[:, None], sigma)[:, 0] if sigma > 0 else img

@@ -16,12 +16,12 @@ from anyrestore.degradations.light import low_light, over_exposure
 from anyrestore.degradations.mosaic import color_shift, resample
 from anyrestore.degradations.noise import camera_noise, gaussian_noise, poisson_noise, salt_pepper_noise, speckle_noise
 from anyrestore.degradations.pipeline import (ChainSampler, MixtureSampler, Sampler, SingleSampler, Step,
-                                              build_sampler, list_presets)
+                                              build_sampler, degrade, list_presets)
 from anyrestore.degradations.weather import haze, rain, raindrop, snow
 
 __all__ = [
     "TYPES", "ChainSampler", "MixtureSampler", "Sampler", "SingleSampler", "Step", "build_sampler", "camera_noise",
-    "color_shift", "defocus_blur", "gaussian_blur", "gaussian_noise", "get_type", "haze", "list_presets",
+    "color_shift", "defocus_blur", "degrade", "gaussian_blur", "gaussian_noise", "get_type", "haze", "list_presets",
     "list_types", "low_light", "motion_blur", "over_exposure", "parse_level", "poisson_noise", "rain",
     "raindrop", "resample", "salt_pepper_noise", "sinc_blur", "snow", "speckle_noise", "trajectory_blur",
 ]

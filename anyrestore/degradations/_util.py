@@ -50,20 +50,15 @@ def rand(shape, gen: torch.Generator | None, device) -> torch.Tensor:
     return torch.rand(shape, generator=gen, device=gen_device).to(device)
 
 
-def center_pad_kernels(kernels: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Stack odd square kernels of different sizes into (B,K,K), zero-padding the smaller ones around the centre."""
-    size = max(k.shape[-1] for k in kernels)
-    out = []
-    for k in kernels:
-        p = (size - k.shape[-1]) // 2
-        out.append(F.pad(k, (p, p, p, p)))
-    return torch.stack(out)
+FFT_MIN_KERNEL = 25  # from this kernel size on the FFT beats direct grouped conv2d on CPU (measured, 128² images)
 
 
 def filter2d(img: torch.Tensor, kernels: torch.Tensor, *, border: str = "reflect") -> torch.Tensor:
-    """Correlate each sample with its own kernel (B,K,K) via one grouped conv2d; borders reflect-101 by default.
+    """Convolve each sample with its own kernel (B,K,K); borders reflect-101 by default.
 
-    The kernel is flipped first, so the result is a true convolution (identical for symmetric kernels).
+    Small kernels use one grouped conv2d (every channel of sample i uses kernel i); kernels of
+    ``FFT_MIN_KERNEL`` taps or more use the FFT on the padded image, which gives the same result up to float
+    rounding (~1e-6). The path depends only on K, so batched and single-sample calls compute the same thing.
     """
     b, c, h, w = img.shape
     k = kernels.shape[-1]
@@ -74,9 +69,34 @@ def filter2d(img: torch.Tensor, kernels: torch.Tensor, *, border: str = "reflect
     if border == "reflect" and (r >= h or r >= w):
         mode = "replicate"  # reflect padding needs the pad to be smaller than the image side
     x = F.pad(img.reshape(1, b * c, h, w), (r, r, r, r), mode=mode) if r else img.reshape(1, b * c, h, w)
-    # (B,K,K) -> (B*C,1,K,K): every channel of sample i uses kernel i
-    weight = kernels.flip(-1, -2).to(img.dtype).to(img.device).repeat_interleave(c, dim=0).unsqueeze(1)
+    kernels = kernels.to(img.device, img.dtype)
+    if k >= FFT_MIN_KERNEL:
+        hp, wp = h + 2 * r, w + 2 * r
+        # kernel centred at the origin (circularly), so the circular convolution of the padded image is exact
+        # in the central h x w window
+        kpad = torch.zeros(b, hp, wp, device=img.device, dtype=img.dtype)
+        kpad[:, :k, :k] = kernels
+        kpad = torch.roll(kpad, shifts=(-r, -r), dims=(1, 2))
+        x = x.reshape(b, c, hp, wp)
+        # one sample at a time: batched FFTs may vectorise across samples and round differently
+        y = [torch.fft.irfft2(torch.fft.rfft2(x[i]) * torch.fft.rfft2(kpad[i]), s=(hp, wp)) for i in range(b)]
+        return torch.stack(y)[:, :, r:r + h, r:r + w].contiguous()
+    # (B,K,K) -> (B*C,1,K,K); conv2d correlates, so flip to convolve
+    weight = kernels.flip(-1, -2).repeat_interleave(c, dim=0).unsqueeze(1)
     return F.conv2d(x, weight, groups=b * c).reshape(b, c, h, w)
+
+
+def filter_separable(img: torch.Tensor, kernels_1d: torch.Tensor, *, border: str = "reflect") -> torch.Tensor:
+    """Filter sample i with the separable kernel outer(k_i, k_i), k_i = kernels_1d[i] (odd length, symmetric)."""
+    b, c, h, w = img.shape
+    k = kernels_1d.shape[-1]
+    r = k // 2
+    mode = "replicate" if border == "reflect" and (r >= h or r >= w) else border
+    weight = kernels_1d.to(img.device, img.dtype).repeat_interleave(c, dim=0).view(b * c, 1, 1, k)
+    x = F.pad(img.reshape(1, b * c, h, w), (r, r, r, r), mode=mode) if r else img.reshape(1, b * c, h, w)
+    x = F.conv2d(x, weight, groups=b * c)
+    x = F.conv2d(x, weight.transpose(2, 3), groups=b * c)
+    return x.reshape(b, c, h, w)
 
 
 def gaussian_1d(size: int, sigma: float, device=None) -> torch.Tensor:

@@ -8,8 +8,8 @@ import math
 
 import torch
 
-from anyrestore.degradations._util import (GeneratorArg, center_pad_kernels, check_image, filter2d, gaussian_1d,
-                                           generators, per_sample, rand, randn)
+from anyrestore.degradations._util import (GeneratorArg, check_image, filter2d,
+                                           filter_separable, gaussian_1d, generators, per_sample, rand, randn)
 
 
 def _odd_size(size: float, name: str = "kernel_size") -> int:
@@ -79,20 +79,22 @@ def trajectory_kernel(size: int, length: float, generator: torch.Generator | Non
     k = _odd_size(size)
     if length <= 0 or length > k:
         raise ValueError(f"trajectory length must be in (0, kernel_size={k}], got {length}")
-    angle = rand((1,), generator, "cpu").double() * 2 * math.pi
-    vel = torch.cat([angle.cos(), angle.sin()])
-    pts = [torch.zeros(2, dtype=torch.float64)]
-    for _ in range(steps - 1):
-        vel = inertia * vel + (1 - inertia) * randn((2,), generator, "cpu").double()
-        vel = vel / vel.norm().clamp_min(1e-12)
-        pts.append(pts[-1] + vel)
-    p = torch.stack(pts)
+    angle = float(rand((1,), generator, "cpu")) * 2 * math.pi
+    kicks = randn((steps - 1, 2), generator, "cpu").double().tolist()
+    vx, vy = math.cos(angle), math.sin(angle)
+    pts = [(0.0, 0.0)]
+    for kx, ky in kicks:
+        vx, vy = inertia * vx + (1 - inertia) * kx, inertia * vy + (1 - inertia) * ky
+        norm = max(math.hypot(vx, vy), 1e-12)
+        vx, vy = vx / norm, vy / norm
+        pts.append((pts[-1][0] + vx, pts[-1][1] + vy))
+    p = torch.tensor(pts, dtype=torch.float64)
     p = p - (p.max(0).values + p.min(0).values) / 2
     extent = (p.max(0).values - p.min(0).values).max().clamp_min(1e-12)
     p = p * (length / extent)
     # densify so the splatted path has no gaps
-    dense = torch.cat([p[i] + (p[i + 1] - p[i]) * torch.linspace(0, 1, 8, dtype=torch.float64)[:, None]
-                       for i in range(len(p) - 1)])
+    t = torch.linspace(0, 1, 8, dtype=torch.float64).view(1, 8, 1)
+    dense = (p[:-1, None] + (p[1:] - p[:-1])[:, None] * t).reshape(-1, 2)
     return _splat(dense, k)
 
 
@@ -128,11 +130,25 @@ def sinc_kernel(size: int, omega_c: float) -> torch.Tensor:
 
 
 def apply_kernels(img: torch.Tensor, kernels, *, border: str = "reflect") -> torch.Tensor:
-    """Convolve sample i with kernel i. ``kernels``: (B,K,K) tensor or a list of odd square kernels of any sizes."""
+    """Convolve sample i with kernel i. ``kernels``: (B,K,K) tensor or a list of odd square kernels of any sizes.
+
+    Samples are grouped by kernel size, so each is filtered with its own size (no zero taps) and the result does
+    not depend on which other samples share the batch.
+    """
     check_image(img)
-    if not isinstance(kernels, torch.Tensor):
-        kernels = center_pad_kernels(list(kernels))
-    return filter2d(img, kernels, border=border)
+    if isinstance(kernels, torch.Tensor):
+        return filter2d(img, kernels, border=border)
+    kernels = list(kernels)
+    if len(kernels) != img.shape[0]:
+        raise ValueError(f"expected {img.shape[0]} kernels, got {len(kernels)}")
+    sizes = sorted({k.shape[-1] for k in kernels})
+    if len(sizes) == 1:
+        return filter2d(img, torch.stack(kernels), border=border)
+    out = torch.empty_like(img)
+    for size in sizes:
+        idx = [i for i, k in enumerate(kernels) if k.shape[-1] == size]
+        out[idx] = filter2d(img[idx], torch.stack([kernels[i] for i in idx]), border=border)
+    return out
 
 
 def gaussian_blur(img: torch.Tensor, *, sigma, kernel_size=None, sigma_y=None, theta=0.0) -> torch.Tensor:
@@ -150,8 +166,21 @@ def gaussian_blur(img: torch.Tensor, *, sigma, kernel_size=None, sigma_y=None, t
     th = per_sample(theta, b, name="theta", dtype=torch.float64)
     sizes = (per_sample(kernel_size, b, name="kernel_size", dtype=torch.float64) if kernel_size is not None
              else torch.tensor([auto_size(max(float(sx[i]), float(sy[i]) if sy is not None else 0)) for i in range(b)]))
-    kernels = [gaussian_kernel(int(sizes[i]), float(sx[i]), None if sy is None else float(sy[i]), float(th[i]))
-               for i in range(b)]
+    for i in range(b):
+        _odd_size(float(sizes[i]))
+        if sx[i] <= 0 or (sy is not None and sy[i] <= 0):
+            raise ValueError(f"Gaussian sigma must be > 0, got {float(sx[i])}")
+    if sy is None:
+        # isotropic: separable (2K instead of K² multiply-adds per pixel), equal to the 2-D kernel up to float
+        # rounding. The path depends only on the arguments' form, never on the batch's values, so a batched call
+        # computes exactly what single-sample calls compute.
+        out = torch.empty_like(img)
+        for size in sorted({int(v) for v in sizes}):
+            idx = [i for i in range(b) if int(sizes[i]) == size]
+            k1 = torch.stack([gaussian_1d(size, float(sx[i])) for i in idx])
+            out[idx] = filter_separable(img[idx], k1)
+        return out
+    kernels = [gaussian_kernel(int(sizes[i]), float(sx[i]), float(sy[i]), float(th[i])) for i in range(b)]
     return apply_kernels(img, kernels)
 
 

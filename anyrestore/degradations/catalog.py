@@ -79,7 +79,7 @@ def draw(spec, generator: torch.Generator | None) -> float:
         if kind == "log":
             lo, hi = math.log(float(vals[0])), math.log(float(vals[1]))
             return math.exp(lo + (hi - lo) * u)
-        if kind == "choice":
+        if kind == "choice" and len(vals) > 0:
             return float(vals[min(len(vals) - 1, int(u * len(vals)))])
     raise ConfigError(f"invalid range spec {spec!r}: use a number, [lo, hi], {{'int': [lo, hi]}}, "
                       "{'log': [lo, hi]} or {'choice': [...]}")
@@ -249,7 +249,8 @@ _TYPES: list[DegradationType] = [
       primary="length", short={"k": "kernel_size", "l": "length", "a": "angle"},
       degree=lambda p: _two(p["kernel_size"], 17), synthetic="approx", sample_hook=_motion_hook),
     T("shake_blur", "camera-shake blur along a random smooth trajectory (fills a kernel of the given size)",
-      lambda img, p, g, o: blur.trajectory_blur(img, length=p["kernel_size"], kernel_size=_i(p["kernel_size"]),
+      lambda img, p, g, o: blur.trajectory_blur(img, length=(p["kernel_size"] - 2).clamp_min(1),
+                                                kernel_size=_i(p["kernel_size"]),
                                                 generator=g),
       (Param("kernel_size", 3, 81, {"choice": list(range(5, 30, 2))}, odd=True),),
       levels={"low": {"kernel_size": 9}, "medium": {"kernel_size": 17}, "high": {"kernel_size": 29}},

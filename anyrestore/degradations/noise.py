@@ -7,9 +7,18 @@ from __future__ import annotations
 
 import torch
 
-from anyrestore.degradations._util import GeneratorArg, check_image, generators, per_sample, rand, randn
+from anyrestore.degradations._util import GeneratorArg, check_image, generators, per_sample, rand
 
 QUANTIZE_MODES = ("none", "round", "truncate")
+
+
+def _normal(img: torch.Tensor, gens) -> torch.Tensor:
+    """Standard normal noise shaped like ``img``, sample i drawn from ``gens[i]`` (filled in place, no copies)."""
+    device = gens[0].device if gens and gens[0] is not None else torch.device("cpu")
+    noise = torch.empty(img.shape, dtype=torch.float32, device=device)
+    for i, g in enumerate(gens):
+        noise[i].normal_(generator=g)
+    return noise.to(device=img.device, dtype=img.dtype)
 
 
 def _quantize(x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -51,15 +60,15 @@ def gaussian_noise(img: torch.Tensor, *, sigma, generator: GeneratorArg = None, 
     if (s < 0).any():
         raise ValueError("sigma must be >= 0")
     gens = generators(generator, b)
-    noise = torch.stack([randn(img.shape[1:], g, img.device).to(img.dtype) for g in gens])
-    v = torch.clamp(img * 255.0, 0.0, 255.0) + noise * s.view(b, 1, 1, 1)
+    v = _normal(img, gens).mul_(s.view(b, 1, 1, 1))
+    v.add_(torch.clamp(img * 255.0, 0.0, 255.0))
     if clip or quantize != "none":
-        v = v.clamp(0.0, 255.0)
+        v.clamp_(0.0, 255.0)
     if quantize == "truncate":
-        v = torch.floor(v)
+        v.floor_()
     elif quantize == "round":
-        v = torch.round(v)
-    return v / 255.0
+        v.round_()
+    return v.div_(255.0)
 
 
 def poisson_noise(img: torch.Tensor, *, peak, generator: GeneratorArg = None) -> torch.Tensor:
@@ -109,7 +118,7 @@ def speckle_noise(img: torch.Tensor, *, sigma, generator: GeneratorArg = None) -
     if (s < 0).any():
         raise ValueError("sigma must be >= 0")
     gens = generators(generator, b)
-    noise = torch.stack([randn(img.shape[1:], g, img.device).to(img.dtype) for g in gens])
+    noise = _normal(img, gens)
     return (img * (1.0 + noise * s.view(b, 1, 1, 1))).clamp(0.0, 1.0)
 
 
@@ -129,6 +138,6 @@ def camera_noise(img: torch.Tensor, *, shot, read, generator: GeneratorArg = Non
     if (k < 0).any() or (r < 0).any():
         raise ValueError("shot and read must be >= 0")
     gens = generators(generator, b)
-    noise = torch.stack([randn(img.shape[1:], g, img.device).to(img.dtype) for g in gens])
+    noise = _normal(img, gens)
     var = k.view(b, 1, 1, 1) * img.clamp(0.0, 1.0) + r.view(b, 1, 1, 1) ** 2
     return _quantize((img + noise * var.sqrt()).clamp(0.0, 1.0), quantize)

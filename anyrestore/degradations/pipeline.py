@@ -23,7 +23,7 @@ from anyrestore.errors import ConfigError
 class Step:
     """One degradation type with its parameter ranges (or fixed level) and options."""
 
-    def __init__(self, dtype: DegradationType | str, *, ranges: dict | None = None, options: dict | None = None,
+    def __init__(self, *, dtype: DegradationType | str, ranges: dict | None = None, options: dict | None = None,
                  level: str | None = None):
         self.type = get_type(dtype) if isinstance(dtype, str) else dtype
         self.level = level
@@ -67,8 +67,6 @@ class Step:
         if hi <= lo:
             return None
         u = (params[self.type.primary] - lo) / (hi - lo)
-        if self.type.primary in ("peak",):  # larger = weaker
-            u = 1 - u
         return "light" if u < 1 / 3 else ("medium" if u < 2 / 3 else "heavy")
 
     def describe(self) -> dict:
@@ -145,27 +143,32 @@ def _plan_type(plan: Plan) -> str:
 def run_plans(clean: torch.Tensor, plans: list[Plan], gens: list[torch.Generator], *,
               quantize_steps: bool = False) -> torch.Tensor:
     """Apply each sample's plan; samples with the same step sequence are processed as one batch."""
-    out = torch.empty_like(clean)
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, plan in enumerate(plans):
         groups.setdefault(tuple(id(st) for st, _ in plan.steps), []).append(i)
+    if len(groups) == 1:  # the whole batch shares its steps: no gather/scatter copies
+        return _run_group(clean, plans, gens, list(range(len(plans))), quantize_steps)
+    out = torch.empty_like(clean)
     for idx in groups.values():
-        x = clean[idx]
-        steps = plans[idx[0]].steps
-        for k, (step, _) in enumerate(steps):
-            params = {name: torch.tensor([plans[i].steps[k][1][name] for i in idx], dtype=torch.float32)
-                      for name in step.ranges}
-            x = step.type.apply(x, params, [gens[i] for i in idx], step.options)
-            if quantize_steps:
-                x = torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
-        out[idx] = x.clamp(0.0, 1.0)
+        out[idx] = _run_group(clean[idx], plans, gens, idx, quantize_steps)
     return out
+
+
+def _run_group(x: torch.Tensor, plans: list[Plan], gens: list[torch.Generator], idx: list[int],
+               quantize_steps: bool) -> torch.Tensor:
+    for k, (step, _) in enumerate(plans[idx[0]].steps):
+        params = {name: torch.tensor([plans[i].steps[k][1][name] for i in idx], dtype=torch.float64)
+                  for name in step.ranges}
+        x = step.type.apply(x, params, [gens[i] for i in idx], step.options)
+        if quantize_steps:
+            x = torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
+    return x.clamp(0.0, 1.0)
 
 
 class SingleSampler(Sampler):
     """One degradation type; parameters drawn from its ranges (or fixed by a level)."""
 
-    def __init__(self, step: Step, *, name: str | None = None):
+    def __init__(self, *, step: Step, name: str | None = None):
         self.step = step
         self.classes = (name or step.name,)
 
@@ -184,7 +187,7 @@ class ChainSampler(Sampler):
     Classes: every combination of the steps that can occur, named "a+b+c" in pipeline order.
     """
 
-    def __init__(self, steps: Sequence[Sampler], gates: Sequence[float], *, allow_clean: bool = False,
+    def __init__(self, *, steps: Sequence[Sampler], gates: Sequence[float], allow_clean: bool = False,
                  quantize_steps: bool = False, name: str | None = None):
         if len(steps) != len(gates) or not steps:
             raise ConfigError("a chain needs one gate probability per step")
@@ -224,7 +227,7 @@ class MixtureSampler(Sampler):
     """Per sample, pick one component (by weight) and let it plan. Class = the component's name, or
     ``component/degree`` when ``by_degree`` (fine-grained labels for UniRestorer's DR extractor)."""
 
-    def __init__(self, components: Sequence[tuple[str, Sampler, float]], *, by_degree: bool = False,
+    def __init__(self, *, components: Sequence[tuple[str, Sampler, float]], by_degree: bool = False,
                  extra_classes: Sequence[str] = (), quantize_steps: bool = False):
         if not components:
             raise ConfigError("a mixture needs at least one component")
@@ -262,7 +265,7 @@ class MixtureSampler(Sampler):
         return {n: w / total for n, _, w in self.components}
 
 
-IDENTITY_STEP = Step("identity")
+IDENTITY_STEP = Step(dtype="identity")
 
 
 # ------------------------------------------------------------------------------------------------ spec parsing
@@ -281,7 +284,7 @@ def single(name: str, level: str | None = None, **fields) -> SingleSampler:
     """A single-type sampler; ``fields`` are parameter range specs or options of the type."""
     dtype = get_type(name)
     ranges, options = _split_fields(dtype, fields)
-    return SingleSampler(Step(dtype, ranges=ranges, options=options, level=level))
+    return SingleSampler(step=Step(dtype=dtype, ranges=ranges, options=options, level=level))
 
 
 def _term(text: str) -> SingleSampler:
@@ -300,7 +303,7 @@ def combo(names: Sequence[str | Sampler], *, quantize_steps: bool = False, name:
 
     samplers = sorted(samplers, key=key)
     label = name or "+".join(s.classes[0] for s in samplers)
-    return ChainSampler(samplers, [1.0] * len(samplers), quantize_steps=quantize_steps, name=label)
+    return ChainSampler(steps=samplers, gates=[1.0] * len(samplers), quantize_steps=quantize_steps, name=label)
 
 
 def build_sampler(spec) -> Sampler:
@@ -313,7 +316,7 @@ def build_sampler(spec) -> Sampler:
         types/levels ("blur+noise+jpeg", "haze+rain:high"), always applied in the catalog's canonical order; or a
         dict ``{"type": name, "level": ..., <param>: <range spec>, <option>: value}``,
         ``{"mixture": [{"spec": ..., "weight": w, "name": ...}, ...]}`` or
-        ``{"chain": [spec, ...], "gates": [p, ...], "quantize_steps": bool}``.
+        ``{"chain": [spec, ...], "gates": [p, ...], "quantize_steps": bool}`` or ``{"preset": name}``.
 
     Raises:
         ConfigError: unknown name, parameter or option, or a value outside the type's valid limits.
@@ -332,6 +335,10 @@ def build_sampler(spec) -> Sampler:
         return _term(text)
     if isinstance(spec, dict):
         fields = dict(spec)
+        if "preset" in fields:
+            if len(fields) != 1:
+                raise ConfigError(f"a preset spec takes no other keys, got {sorted(fields)}")
+            return build_sampler(str(fields["preset"]))
         if "type" in fields:
             name = fields.pop("type")
             level = fields.pop("level", None)
@@ -342,13 +349,33 @@ def build_sampler(spec) -> Sampler:
                 sub = build_sampler(item["spec"])
                 comps.append((item.get("name", sub.classes[0] if sub.num_classes == 1 else f"c{i}"), sub,
                               float(item.get("weight", 1.0))))
-            return MixtureSampler(comps, **fields)
+            return MixtureSampler(components=comps, **fields)
         if "chain" in fields:
             steps = [build_sampler(s) for s in fields.pop("chain")]
             gates = fields.pop("gates", [1.0] * len(steps))
-            return ChainSampler(steps, gates, **fields)
-        raise ConfigError(f"degradation spec dict needs 'type', 'mixture' or 'chain', got keys {sorted(spec)}")
+            return ChainSampler(steps=steps, gates=gates, **fields)
+        raise ConfigError(f"degradation spec dict needs 'type', 'preset', 'mixture' or 'chain', got keys {sorted(spec)}")
     raise ConfigError(f"invalid degradation spec {spec!r}")
+
+
+def degrade(image: torch.Tensor, spec="default-model", *, seed: int | Sequence[int] = 0
+            ) -> tuple[torch.Tensor, dict | list[dict]]:
+    """Degrade one image (3,H,W) or a batch (B,3,H,W) in [0,1] with any :func:`build_sampler` spec.
+
+    ``seed`` is the image's seed (or one seed per batch sample). Returns ``(lq, label)`` (a list of labels for a
+    batch), the same shape as the input.
+
+    Example:
+        >>> lq, label = degrade(torch.full((3, 8, 8), 0.5), "noise:25", seed=1)
+        >>> label["type"], label["params"]
+        ('noise', {'sigma': 25.0})
+    """
+    sampler = build_sampler(spec)
+    single_image = image.dim() == 3
+    batch = image[None] if single_image else image
+    seeds = [seed] * batch.shape[0] if isinstance(seed, int) else list(seed)
+    lq, labels = sampler(batch, seeds=seeds)
+    return (lq[0], labels[0]) if single_image else (lq, labels)
 
 
 # ------------------------------------------------------------------------------------------------ presets
@@ -364,7 +391,7 @@ def ram_preset(which: str) -> MixtureSampler:
     datasets, not synthesised, and are mixed in by the data layer."""
     table = catalog.RAM_TRAIN[which]
     order = [n for n in ("identity", "noise", "blur", "jpeg") if n in table]
-    return MixtureSampler([(n, single(n, **table[n]), 1.0) for n in order])
+    return MixtureSampler(components=[(n, single(n, **table[n]), 1.0) for n in order])
 
 
 def unirestorer_chain(split: str, *, jpeg_gate: float = 0.0, gate: float = 0.5) -> ChainSampler:
@@ -374,7 +401,7 @@ def unirestorer_chain(split: str, *, jpeg_gate: float = 0.0, gate: float = 0.5) 
     steps = [single(n, **table[n]) for n in catalog.UNIRESTORER_ORDER]
     gates = [jpeg_gate if n == "jpeg" else gate for n in catalog.UNIRESTORER_ORDER]
     keep = [i for i, g in enumerate(gates) if g > 0]
-    return ChainSampler([steps[i] for i in keep], [gates[i] for i in keep], quantize_steps=True)
+    return ChainSampler(steps=[steps[i] for i in keep], gates=[gates[i] for i in keep], quantize_steps=True)
 
 
 def unirestorer_combo(split: str, combo_name: str) -> ChainSampler:
@@ -385,7 +412,7 @@ def unirestorer_combo(split: str, combo_name: str) -> ChainSampler:
     table = catalog.UNIRESTORER[split]
     members = set(catalog.UNIRESTORER_COMBOS[combo_name])
     steps = [single(n, **table[n]) for n in catalog.UNIRESTORER_ORDER if n in members]
-    return ChainSampler(steps, [1.0] * len(steps), quantize_steps=True, name=combo_name)
+    return ChainSampler(steps=steps, gates=[1.0] * len(steps), quantize_steps=True, name=combo_name)
 
 
 def unirestorer_single(split: str = "in") -> MixtureSampler:
@@ -394,7 +421,7 @@ def unirestorer_single(split: str = "in") -> MixtureSampler:
     if split == "out":
         table.update({"noise": {"sigma": {"int": [50, 70]}, "quantize": "round"},
                       "jpeg": {"quality": {"int": [10, 20]}}, **catalog.UNIRESTORER["out_single"]})
-    return MixtureSampler([(n, single(n, **f), 1.0) for n, f in table.items()], by_degree=True)
+    return MixtureSampler(components=[(n, single(n, **f), 1.0) for n, f in table.items()], by_degree=True)
 
 
 def maskdcpt_preset(which: str) -> MixtureSampler:
@@ -403,12 +430,12 @@ def maskdcpt_preset(which: str) -> MixtureSampler:
     comps = []
     for cls, types in catalog.MASKDCPT_TASKS[which].items():
         if types is None:
-            comps.append((cls, SingleSampler(IDENTITY_STEP), 0.0))
+            comps.append((cls, SingleSampler(step=IDENTITY_STEP), 0.0))
         elif len(types) == 1:
             comps.append((cls, single(types[0]), 1.0))
         else:
-            comps.append((cls, MixtureSampler([(t, single(t), 1.0) for t in types]), 1.0))
-    return MixtureSampler(comps)
+            comps.append((cls, MixtureSampler(components=[(t, single(t), 1.0) for t in types]), 1.0))
+    return MixtureSampler(components=comps)
 
 
 # The shipped default model's training mixture (weights in percent of samples).
@@ -429,34 +456,39 @@ DEFAULT_MODEL_WEIGHTS: dict[str, float] = {
 }
 
 
-def _default_noise() -> MixtureSampler:
-    return MixtureSampler([("noise", single("noise", sigma=[0.0, 50.0]), 9.0), ("poisson", single("poisson"), 2.5),
-                           ("camera_noise", single("camera_noise"), 2.5)])
-
-
-def _default_blur() -> MixtureSampler:
-    return MixtureSampler([("aniso_blur", single("aniso_blur", sigma_x=[0.3, 3.0], sigma_y=[0.3, 3.0]), 7.0),
-                           ("shake_blur", single("shake_blur"), 4.0), ("motion_blur", single("motion_blur"), 1.5),
-                           ("defocus_blur", single("defocus_blur"), 1.5)])
+def _always(*steps: Sampler, name: str) -> ChainSampler:
+    return ChainSampler(steps=list(steps), gates=[1.0] * len(steps), name=name)
 
 
 def default_model() -> MixtureSampler:
-    """Broad mixture for the shipped default model: see ``DEFAULT_MODEL_WEIGHTS``."""
-    noise, blur = _default_noise(), _default_blur()
+    """Broad mixture for the shipped default model: see ``DEFAULT_MODEL_WEIGHTS`` (and its comments)."""
+    noise = MixtureSampler(components=[("noise", single("noise", sigma=[0.0, 50.0]), 9.0),
+                                       ("poisson", single("poisson"), 2.5),
+                                       ("camera_noise", single("camera_noise"), 2.5)])
+    blur = MixtureSampler(components=[("aniso_blur", single("aniso_blur", sigma_x=[0.3, 3.0], sigma_y=[0.3, 3.0]), 7.0),
+                                      ("shake_blur", single("shake_blur"), 4.0),
+                                      ("motion_blur", single("motion_blur"), 1.5),
+                                      ("defocus_blur", single("defocus_blur"), 1.5)])
     low = single("low_light", gamma=[1.0, 3.0], scale=[0.3, 1.0])
+    light_noise = single("noise", sigma=[2.0, 25.0])
     parts = {
-        "identity": SingleSampler(IDENTITY_STEP), "noise": noise, "blur": blur,
-        "jpeg": single("jpeg", quality={"int": [10, 95]}), "haze": single("haze"), "rain": single("rain"),
-        "snow": single("snow"), "low_light": low,
-        "blur+noise+jpeg": ChainSampler([blur, single("noise", sigma=[1.0, 30.0]), single("jpeg", quality={"int": [30, 95]})],
-                                        [1.0, 1.0, 1.0], name="blur+noise+jpeg"),
-        "noise+jpeg": ChainSampler([single("noise", sigma=[1.0, 30.0]), single("jpeg", quality={"int": [20, 90]})],
-                                   [1.0, 1.0], name="noise+jpeg"),
-        "low_light+noise": ChainSampler([low, single("noise", sigma=[2.0, 25.0])], [1.0, 1.0], name="low_light+noise"),
-        "haze+noise": ChainSampler([single("noise", sigma=[2.0, 25.0]), single("haze")], [1.0, 1.0], name="haze+noise"),
-        "rain+haze": ChainSampler([single("rain"), single("haze", beta=[0.3, 1.5])], [1.0, 1.0], name="rain+haze"),
+        "identity": SingleSampler(step=IDENTITY_STEP),
+        "noise": noise,
+        "blur": blur,
+        "jpeg": single("jpeg", quality={"int": [10, 95]}),
+        "haze": single("haze"),
+        "rain": single("rain"),
+        "snow": single("snow"),
+        "low_light": low,
+        "blur+noise+jpeg": _always(blur, single("noise", sigma=[1.0, 30.0]), single("jpeg", quality={"int": [30, 95]}),
+                                   name="blur+noise+jpeg"),
+        "noise+jpeg": _always(single("noise", sigma=[1.0, 30.0]), single("jpeg", quality={"int": [20, 90]}),
+                              name="noise+jpeg"),
+        "low_light+noise": _always(low, light_noise, name="low_light+noise"),
+        "haze+noise": _always(light_noise, single("haze"), name="haze+noise"),
+        "rain+haze": _always(single("rain"), single("haze", beta=[0.3, 1.5]), name="rain+haze"),
     }
-    return MixtureSampler([(n, parts[n], w) for n, w in DEFAULT_MODEL_WEIGHTS.items()])
+    return MixtureSampler(components=[(n, parts[n], w) for n, w in DEFAULT_MODEL_WEIGHTS.items()])
 
 
 PRESETS = {

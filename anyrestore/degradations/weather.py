@@ -19,9 +19,9 @@ def synthetic_depth(height: int, width: int, generator: torch.Generator | None =
     """Depth prior in [0,1] (1 = far), shape (1,H,W): 0.6·vertical ramp (top far) + 0.4·smooth random field.
 
     The random field is white noise Gaussian-filtered at sigma = short side / 8 plus two finer octaves (sigma/2,
-    sigma/4, weights 1/2 and 1/4). It is synthesised at most 96 px on the short side and resized, since it is smooth.
+    sigma/4, weights 1/2 and 1/4). It is synthesised at about 64 px on the short side and resized, since it is smooth.
     """
-    scale = max(1, min(height, width) // 96)
+    scale = max(1, min(height, width) // 64)
     h, w = max(1, height // scale), max(1, width // scale)
     base_sigma = min(h, w) / 8
     field = torch.zeros(1, 1, h, w)
@@ -143,25 +143,31 @@ def raindrop(img: torch.Tensor, *, count, radius, generator: GeneratorArg = None
     if (n < 0).any() or (rad <= 0).any():
         raise ValueError("raindrop count must be >= 0 and radius > 0")
     gens = generators(generator, b)
-    ys = torch.arange(h, dtype=torch.float32).view(h, 1).expand(h, w)
-    xs = torch.arange(w, dtype=torch.float32).view(1, w).expand(h, w)
     out = []
     for i in range(b):
         r0 = float(rad[i])
         blurred = filter2d(img[i:i + 1], gaussian_kernel(2 * math.ceil(r0 / 2) + 1, max(r0 / 4, 0.5))[None].to(img.device))
         alpha = torch.zeros(h, w)
-        src_x, src_y = xs.clone(), ys.clone()
-        params = rand((int(n[i]), 4), gens[i], "cpu")
-        for cy, cx, rs, asp in params.tolist():
+        src_x = torch.arange(w, dtype=torch.float32).view(1, w).repeat(h, 1)
+        src_y = torch.arange(h, dtype=torch.float32).view(h, 1).repeat(1, w)
+        for cy, cx, rs, asp in rand((int(n[i]), 4), gens[i], "cpu").tolist():
             cy, cx = cy * h, cx * w
             rx = r0 * (0.5 + rs)
             ry = rx * (0.8 + 0.4 * asp)
-            dist = torch.sqrt(((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2)
+            y0, y1 = max(0, int(cy - ry)), min(h, int(cy + ry) + 2)
+            x0, x1 = max(0, int(cx - rx)), min(w, int(cx + rx) + 2)
+            if y0 >= y1 or x0 >= x1:
+                continue
+            yy = torch.arange(y0, y1, dtype=torch.float32).view(-1, 1)
+            xx = torch.arange(x0, x1, dtype=torch.float32).view(1, -1)
+            dist = torch.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
             a = ((1.0 - dist) / 0.25).clamp(0.0, 1.0)  # soft rim over the outer quarter of the radius
-            inside = a > alpha
-            alpha = torch.where(inside, a, alpha)
-            src_x = torch.where(inside, cx - 0.5 * (xs - cx), src_x)
-            src_y = torch.where(inside, cy - 0.5 * (ys - cy) - 0.5 * ry, src_y)
+            win = alpha[y0:y1, x0:x1]
+            inside = a > win
+            win[inside] = a[inside]
+            # a drop acts as a small lens: it shows the scene around it inverted and shrunk (slightly above)
+            src_x[y0:y1, x0:x1][inside] = (cx - 0.5 * (xx - cx)).expand_as(a)[inside]
+            src_y[y0:y1, x0:x1][inside] = (cy - 0.5 * (yy - cy) - 0.5 * ry).expand_as(a)[inside]
         grid = torch.stack([src_x / max(w - 1, 1) * 2 - 1, src_y / max(h - 1, 1) * 2 - 1], dim=-1)[None]
         seen = F.grid_sample(blurred, grid.to(img.device, img.dtype), mode="bilinear", padding_mode="border",
                              align_corners=True)

@@ -23,10 +23,17 @@ class SourceAdapter:
 
     Accepts sources that already offer ``image(index, generator)``, indexable sources (``source[i]``), and
     generator-driven sources (``source.sample(generator)`` / ``source(generator)``) with a nominal ``length``.
+
+    With ``cache=True`` each clean image is kept in memory after its first use; a generator-driven source then
+    becomes a fixed pool of ``length`` images, image ``i`` drawn from its own seed ``(cache_key, i)`` so the pool
+    does not depend on access order or worker count (useful on CPU, where decoding or dead-leaves synthesis can
+    cost more than the training step).
     """
 
-    def __init__(self, source: Any, *, length: int | None = None) -> None:
+    def __init__(self, source: Any, *, length: int | None = None, cache: bool = False, cache_key: str = "") -> None:
         self.source = source
+        self.cache: dict[int, torch.Tensor] | None = {} if cache else None
+        self.cache_key = cache_key
         natural = None
         try:
             natural = len(source)
@@ -41,6 +48,21 @@ class SourceAdapter:
         return int(self.length)
 
     def image(self, index: int, generator: torch.Generator) -> torch.Tensor:
+        if self.cache is None:
+            return self._load(index, generator)
+        if index not in self.cache:
+            from anyrestore.data.sampling import sample_generator
+
+            self.cache[index] = self._load(index, sample_generator("source-cache", self.cache_key, index))
+        return self.cache[index]
+
+    def fill(self) -> None:
+        """Populate the whole cache now (before DataLoader workers fork, so they share it)."""
+        if self.cache is not None:
+            for index in range(len(self)):
+                self.image(index, torch.Generator())
+
+    def _load(self, index: int, generator: torch.Generator) -> torch.Tensor:
         src = self.source
         if hasattr(src, "image"):
             img = src.image(index if self._natural is None else index % self._natural, generator)
@@ -55,7 +77,8 @@ class SourceAdapter:
         return img.float()
 
 
-def build_source(spec: dict[str, Any], data_root: str, length: int | None = None) -> SourceAdapter:
+def build_source(spec: dict[str, Any], data_root: str, length: int | None = None, *, cache: bool = False,
+                 cache_key: str = "") -> SourceAdapter:
     """A clean-image source from its recipe spec (``{type: folder|shipped|dead_leaves, ...}``, see
     :func:`anyrestore.data.sources.build_source`); relative folder paths resolve against the data root."""
     from anyrestore.data.sources import build_source as _build
@@ -64,7 +87,7 @@ def build_source(spec: dict[str, Any], data_root: str, length: int | None = None
         source = _build(dict(spec), data_root)
     except (TypeError, ValueError, KeyError) as exc:
         raise ConfigError(f"source {spec.get('type')!r}: {exc}") from exc
-    return SourceAdapter(source, length=length)
+    return SourceAdapter(source, length=length, cache=cache, cache_key=cache_key)
 
 
 def build_sampler(spec: str | dict[str, Any] | None):
@@ -107,7 +130,7 @@ def build_stream(stream: StreamConfig, *, data_root: str, crop: int | None, augm
         for lq_dir, gt_dir in _scene_dirs(stream.lq, stream.gt, data_root):
             pairs += pair_folders(lq_dir, gt_dir, rule=stream.pairing, gt_suffix=stream.gt_suffix)
         return PairedStream(pairs=pairs, crop=crop, augment_mode=augment, name=name)
-    source = build_source(stream.source, data_root, stream.length)
+    source = build_source(stream.source, data_root, stream.length, cache=stream.cache, cache_key=name)
     return SyntheticStream(source=source, sampler=build_sampler(stream.degradation), crop=crop,
                            augment_mode=augment, name=name)
 
@@ -121,6 +144,10 @@ def build_train_data(cfg: RunConfig, dist: DistInfo) -> tuple[MixtureDataset, Sh
         weights = [float(len(s)) for s in streams]
     else:
         weights = [s.weight for s in data.streams]
+    if data.num_workers > 0:
+        for stream in streams:
+            if isinstance(getattr(stream, "source", None), SourceAdapter):
+                stream.source.fill()
     dataset = MixtureDataset(streams=streams, weights=weights, length=data.epoch_length, seed=cfg.seed)
     sampler = ShardedShuffleSampler(length=len(dataset), num_replicas=dist.world_size, rank=dist.rank, seed=cfg.seed)
     loader_kwargs = {"batch_size": data.batch_size, "num_workers": data.num_workers, "collate_fn": collate,
@@ -129,9 +156,16 @@ def build_train_data(cfg: RunConfig, dist: DistInfo) -> tuple[MixtureDataset, Sh
 
 
 def export_model(model: nn.Module, path: str | os.PathLike, *, weights: str, extra: dict[str, str] | None = None) -> Path:
-    """Save ``model`` as a standard anyrestore weights file (conventions.md §1.3) via :mod:`anyrestore.checkpoints`."""
-    from anyrestore.checkpoints import save_model
+    """Save ``model`` as a standard anyrestore weights file (conventions.md §1.3) via :mod:`anyrestore.checkpoints`.
+
+    A module that is not a registered architecture (e.g. a method wrapper returned by ``objective.prepare``) is
+    written as a ``params``-prefixed weights file without architecture metadata.
+    """
+    from anyrestore.checkpoints import save_model, save_training_weights
 
     path = Path(path)
-    save_model(model, path, weights=weights, **(extra or {}))
+    if getattr(model, "arch_name", None) is None:
+        save_training_weights(path, params=model.state_dict(), weights=weights, **(extra or {}))
+    else:
+        save_model(model, path, weights=weights, **(extra or {}))
     return path

@@ -40,8 +40,9 @@ class StreamConfig:
     """One task stream of the training mixture.
 
     ``type: synthetic`` degrades clean images from ``source`` with the ``degradation`` sampler spec;
-    ``type: paired`` reads ``lq``/``gt`` folders (pairing ``stem``, ``name`` or ``prefix``), or a named
-    ``benchmark`` layout under the data root.
+    ``type: paired`` reads ``lq``/``gt`` folders under the data root (pairing rules of
+    :func:`anyrestore.data.datasets.gt_key`); a ``*`` folder component expands to scene sub-folders
+    (``gopro/train/*/blur``). Without a natural length (dead leaves) a synthetic stream needs ``length``.
     """
 
     type: Literal["synthetic", "paired"]
@@ -51,9 +52,10 @@ class StreamConfig:
     degradation: str | dict[str, Any] | None = None  # sampler spec (see anyrestore.degradations.build_sampler)
     lq: str | None = None
     gt: str | None = None
-    pairing: Literal["stem", "name", "prefix"] = "stem"
+    pairing: Literal["stem", "name", "prefix", "rain", "lol_real"] = "stem"
     gt_suffix: str | None = None
     length: int | None = None  # synthetic sources without a natural length (generators)
+    cache: bool = False  # keep clean source images in memory (generators become a fixed pool of `length`)
 
 
 @dataclass

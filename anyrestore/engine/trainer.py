@@ -10,7 +10,6 @@ bit-for-bit on CPU.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from pathlib import Path
@@ -243,7 +242,8 @@ class Trainer:
                     raise FloatingPointError(f"iteration {t}: loss is {loss.item()} (objective {cfg.objective['type']!r})")
                 self.scaler.scale(loss / accum).backward()
             for key, value in out.items():
-                logged[key] = logged.get(key, 0.0) + float(value.detach()) / accum
+                value = float(value.detach()) if torch.is_tensor(value) else float(value)
+                logged[key] = logged.get(key, 0.0) + value / accum
         if cfg.optim.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],

@@ -104,7 +104,7 @@ class Predictor:
         if tile and 2 * overlap > tile:
             raise ConfigError(f"overlap {overlap} must be at most half the tile {tile}")
         self.device = select_device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device)
         self.meta = model_meta(model)
         self.multiple = max(1, int(self.meta.pad_multiple))
         self.precision = precision
@@ -124,7 +124,12 @@ class Predictor:
             shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
             raise InferenceError(f"expected a float tensor (C,H,W) or (B,C,H,W) in [0,1], got {shape}")
         batch = image[None] if image.ndim == 3 else image
-        out = self._run(batch.float())
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = self._run(batch.float())
+        finally:
+            self.model.train(was_training)  # a training loop can validate through a Predictor without side effects
         out = out.clamp(0.0, 1.0).to(image.device)
         return out[0] if image.ndim == 3 else out
 
@@ -138,11 +143,11 @@ class Predictor:
                 self.last_run = {"mode": "whole", "tile": None, "overlap": None, "blend": None}
                 return self._finish(y, h, w)
             except Exception as exc:
-                if not is_out_of_memory(exc) or self.tile == 0:
-                    if is_out_of_memory(exc):
-                        raise InferenceError(f"out of memory on a {h}x{w} image in whole-image mode; "
-                                             "use tiles (--tile 256)") from exc
+                if not is_out_of_memory(exc):
                     raise
+                if self.tile == 0:
+                    raise InferenceError(f"out of memory on a {h}x{w} image in whole-image mode; "
+                                         "use tiles (--tile 256)") from exc
                 log.warning("out of memory on the whole %dx%d image; switching to tiles of %d", h, w, self.default_tile)
                 self._free()
         tile = self._oom_tile or self.tile or self.default_tile

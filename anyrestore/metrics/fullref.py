@@ -28,6 +28,11 @@ Protocols (:data:`PROTOCOLS`):
 * ``maskdcpt``: BasicSR formulas on the float [0, 1] image (clamped, not rounded): peak 1, Gaussian valid SSIM
   with C1=0.01^2, C2=0.03^2. Default crop 0.
 * ``maskdcpt_dn``: ``basicsr`` (uint8 rounding, peak 255), crop 0.
+* ``restormer`` (BasicSR fork of Restormer/NAFNet/RetinexFormer/UniRestorer): PSNR as ``basicsr``; RGB SSIM with a
+  3-D 11x11x11 Gaussian (sigma 1.5) over (H, W, C), replicate padding, mean of the full map; Y SSIM with the 2-D
+  Gaussian, replicate padding, full map. Peak always 255 (upstream infers it from the data). Computed in float64
+  (upstream runs the 3-D filter in float32: differences of about 1e-7).
+* ``matlab_y`` (Restormer deraining / GoPro scripts): Y only, rounded to uint8 levels; PSNR and Gaussian valid SSIM.
 """
 from __future__ import annotations
 
@@ -55,19 +60,27 @@ class Protocol:
     peak: float  # data range the arrays are scored on (255 or 1)
     window: Literal["gauss11", "uniform7"]
     crop_border: int
+    border: Literal["valid", "replicate"] = "valid"  # SSIM map: valid region, or full map with replicate padding
+    rgb_3d: bool = False  # RGB SSIM with one 3-D Gaussian over (H, W, C) instead of per-channel 2-D windows
+    y_only: bool = False  # the protocol always scores Y
+    round_y: bool = False  # Y rounded to uint8 levels (MATLAB rgb2ycbcr on uint8 input)
 
-    @property
-    def ssim_variant(self) -> str:
-        return "gauss11_valid" if self.window == "gauss11" else "uniform7"
+    def ssim_variant(self, y: bool = False) -> str:
+        if self.window == "uniform7":
+            return "uniform7"
+        if self.rgb_3d and not (y or self.y_only):
+            return "gauss3d_replicate"
+        return "gauss11_replicate" if self.border == "replicate" else "gauss11_valid"
 
     def record(self, *, crop_border: int, y: bool) -> dict:
         """The protocol fields of a metric record (conventions.md §2.5)."""
+        y = y or self.y_only
         return {
             "protocol": self.name,
             "crop_border": crop_border,
             "channel": "y" if y else "rgb",
             "quantize": "uint8" if self.quantize else "none",
-            "ssim_variant": self.ssim_variant,
+            "ssim_variant": self.ssim_variant(y),
         }
 
 
@@ -77,6 +90,10 @@ PROTOCOLS: dict[str, Protocol] = {
     "ram": Protocol("ram", quantize=True, peak=255.0, window="gauss11", crop_border=4),
     "maskdcpt": Protocol("maskdcpt", quantize=False, peak=1.0, window="gauss11", crop_border=0),
     "maskdcpt_dn": Protocol("maskdcpt_dn", quantize=True, peak=255.0, window="gauss11", crop_border=0),
+    "restormer": Protocol("restormer", quantize=True, peak=255.0, window="gauss11", crop_border=0,
+                          border="replicate", rgb_3d=True),
+    "matlab_y": Protocol("matlab_y", quantize=True, peak=255.0, window="gauss11", crop_border=0, y_only=True,
+                         round_y=True),
 }
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
@@ -143,6 +160,7 @@ def _prepared_pairs(pred, gt, proto: Protocol, crop_border: int | None, y: bool)
     a, b = _as_batch(pred, "pred"), _as_batch(gt, "gt")
     if a.shape != b.shape:
         raise MetricInputError(f"pred and gt differ in shape: {a.shape[1:]} vs {b.shape[1:]} (B,H,W,C), batch {a.shape[0]} vs {b.shape[0]}")
+    y = y or proto.y_only
     if y and a.shape[-1] != 3:
         raise MetricInputError(f"y=True needs RGB images, got {a.shape[-1]} channel(s)")
     h, w = a.shape[1:3]
@@ -159,7 +177,8 @@ def _to_scale(img: np.ndarray, proto: Protocol, y: bool, crop: int) -> np.ndarra
     if crop:
         img = img[crop:-crop, crop:-crop]
     if y:
-        img = rgb_to_y(img)[..., None] / 255.0
+        luma = rgb_to_y(img)[..., None]
+        img = (np.round(luma) if proto.round_y else luma) / 255.0
     return img * proto.peak
 
 
@@ -167,6 +186,8 @@ def _as_batch(image, name: str) -> np.ndarray:
     """(B, H, W, C) float64 array in [0, 1] from a tensor (C,H,W)/(B,C,H,W) or an array (H,W[,C])/(B,H,W,C)."""
     if isinstance(image, torch.Tensor):
         t = image.detach().cpu()
+        if t.is_floating_point():
+            t = t.double()  # also covers fp16/bf16, which NumPy cannot hold
         if t.ndim == 3:
             t = t[None]
         if t.ndim != 4:
@@ -201,21 +222,30 @@ def _psnr_one(p: np.ndarray, g: np.ndarray, peak: float) -> float:
 def _ssim_one(p: np.ndarray, g: np.ndarray, proto: Protocol) -> float:
     window = _gaussian_1d(11, 1.5) if proto.window == "gauss11" else np.full(7, 1.0 / 7.0)
     size = window.size
-    if min(p.shape[:2]) < size:
+    if proto.border == "valid" and min(p.shape[:2]) < size:
         raise MetricInputError(f"SSIM ({proto.name}) needs images of at least {size}x{size} after cropping, got {p.shape[0]}x{p.shape[1]}")
     c1, c2 = (0.01 * proto.peak) ** 2, (0.03 * proto.peak) ** 2
     # Sample covariance for the uniform window (skimage), plain weighted moments for the Gaussian one (BasicSR).
     cov_norm = size * size / (size * size - 1.0) if proto.window == "uniform7" else 1.0
-    scores = []
-    for c in range(p.shape[2]):
-        x, z = p[:, :, c], g[:, :, c]
-        mx, mz = _filter_valid(x, window), _filter_valid(z, window)
-        vx = cov_norm * (_filter_valid(x * x, window) - mx * mx)
-        vz = cov_norm * (_filter_valid(z * z, window) - mz * mz)
-        cxz = cov_norm * (_filter_valid(x * z, window) - mx * mz)
-        smap = ((2 * mx * mz + c1) * (2 * cxz + c2)) / ((mx * mx + mz * mz + c1) * (vx + vz + c2))
-        scores.append(float(smap.mean()))
+    if proto.rgb_3d and p.shape[2] == 3:
+        return float(_ssim_map(p, g, window, c1, c2, cov_norm, axes=(0, 1, 2), replicate=True).mean())
+    scores = [_ssim_map(p[:, :, c], g[:, :, c], window, c1, c2, cov_norm, axes=(0, 1),
+                        replicate=proto.border == "replicate").mean() for c in range(p.shape[2])]
     return float(np.mean(scores))
+
+
+def _ssim_map(x, z, window, c1, c2, cov_norm, *, axes, replicate):
+    def filt(a):
+        if replicate:  # same-size map: pad the filtered axes by edge replication
+            half = window.size // 2
+            a = np.pad(a, [(half, half) if i in axes else (0, 0) for i in range(a.ndim)], mode="edge")
+        return _filter_valid(a, window, axes)
+
+    mx, mz = filt(x), filt(z)
+    vx = cov_norm * (filt(x * x) - mx * mx)
+    vz = cov_norm * (filt(z * z) - mz * mz)
+    cxz = cov_norm * (filt(x * z) - mx * mz)
+    return ((2 * mx * mz + c1) * (2 * cxz + c2)) / ((mx * mx + mz * mz + c1) * (vx + vz + c2))
 
 
 def _gaussian_1d(size: int, sigma: float) -> np.ndarray:
@@ -224,9 +254,10 @@ def _gaussian_1d(size: int, sigma: float) -> np.ndarray:
     return w / w.sum()
 
 
-def _filter_valid(img: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Separable 'valid' correlation of a 2-D array with the outer product ``w ⊗ w``."""
+def _filter_valid(img: np.ndarray, w: np.ndarray, axes=(0, 1)) -> np.ndarray:
+    """Separable 'valid' correlation with the outer product of ``w`` along each of ``axes``."""
     k = w.size
-    h, wd = img.shape
-    rows = sum(w[i] * img[i:h - k + 1 + i] for i in range(k))
-    return sum(w[j] * rows[:, j:wd - k + 1 + j] for j in range(k))
+    for axis in axes:
+        n = img.shape[axis] - k + 1
+        img = sum(w[i] * np.take(img, np.arange(i, i + n), axis=axis) for i in range(k))
+    return img

@@ -85,7 +85,7 @@ class _LayerRecorder:
 
     def __init__(self, net: nn.Module, names: Sequence[str]) -> None:
         self.names = list(names)
-        self.outputs: dict[str, list[torch.Tensor]] = {}
+        self.outputs: dict[str, list[tuple[torch.Tensor, int]]] = {}
         self.handles = []
         for name in self.names:
             module = net.get_submodule(name)
@@ -95,7 +95,7 @@ class _LayerRecorder:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if not isinstance(output, torch.Tensor):
                 raise ConfigError(f"layer {name!r} returns {type(output).__name__}, MAC needs a tensor output")
-            self.outputs.setdefault(name, []).append(output)
+            self.outputs.setdefault(name, []).append((output, output._version))
         return hook
 
     def take(self) -> dict[str, torch.Tensor | None]:
@@ -105,7 +105,10 @@ class _LayerRecorder:
             outs = self.outputs.get(name, [])
             if len(outs) > 1:
                 raise ConfigError(f"layer {name!r} ran {len(outs)} times in one forward; MAC needs each layer once")
-            taken[name] = outs[0] if outs else None
+            if outs and outs[0][0]._version != outs[0][1]:
+                raise ConfigError(f"layer {name!r}: its output is modified in place later in the forward; "
+                                  "MAC needs the layer's own output")
+            taken[name] = outs[0][0] if outs else None
         self.outputs = {}
         return taken
 
@@ -149,6 +152,7 @@ def layer_conductance(
     acc: dict[str, torch.Tensor] = {}
     prev: dict[str, torch.Tensor] = {}
     ties: dict[str, str] | None = None
+    last_shapes: dict[str, tuple] = {}
     try:
         net.eval()
         for p, _ in grad_flags:
@@ -181,6 +185,8 @@ def layer_conductance(
                         term = g * (y - prev[name])
                         acc[name] = acc[name] + term if name in acc else term
                     prev[name] = y
+            last_shapes = {n: (t.shape, t.dtype, t.device) for n, t in outputs.items() if t is not None}
+            del out, outputs, energy, grads  # free this step's graph before the next forward
             if on_step is not None:
                 on_step()
     finally:
@@ -196,7 +202,8 @@ def layer_conductance(
         elif rep in acc:
             result[name] = acc[rep]
         else:  # output does not depend on the input: zero conductance
-            result[name] = torch.zeros_like(outputs[rep]) if outputs.get(rep) is not None else None
+            shape, dtype, device = last_shapes[rep]
+            result[name] = torch.zeros(shape, dtype=dtype, device=device)
     return result
 
 

@@ -1,0 +1,122 @@
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from anyrestore.data.benchmarks import (BENCHMARKS, PROTOCOLS, check_protocol, get_protocol, image_seed,
+                                        iter_samples, resolve_benchmark, synthesize)
+from anyrestore.data.datasets import DatasetLayoutError
+from engine_fixtures import write_png
+
+RNG = np.random.default_rng(0)
+pytestmark = pytest.mark.filterwarnings("ignore:.*images, expected")
+
+
+def img(h=24, w=20):
+    return RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_every_protocol_names_registered_benchmarks():
+    assert set(PROTOCOLS) == {"ram-7task", "promptir-3task", "aio-5task", "maskdcpt-5d", "maskdcpt-12d", "unirestorer-7task"}
+    for proto in PROTOCOLS.values():
+        assert proto.benchmarks and all(b in BENCHMARKS for b in proto.benchmarks)
+    assert get_protocol("ram-7task").metric == "ram"
+
+
+def test_layout_detection_canonical_and_alternates(tmp_path):
+    # SOTS, RAM layout: hazy/clear with the prefix rule; GT larger than LQ is cropped top-left
+    write_png(tmp_path / "SOTS/outdoor/hazy/0001_0.8_0.2.jpg", img(24, 20))
+    write_png(tmp_path / "SOTS/outdoor/clear/0001.png", img(26, 22))
+    # Rain100L: MaskDCPT-style rainy/norain with rain-N <-> norain-N
+    for n in (1, 2):
+        write_png(tmp_path / f"Rain100L/rainy/rain-{n}.png", img())
+        write_png(tmp_path / f"Rain100L/norain/norain-{n}.png", img())
+    # GoPro original scene layout
+    for scene in ("GOPR0001_11_00", "GOPR0002_11_00"):
+        write_png(tmp_path / f"GoPro/test/{scene}/blur/000001.png", img())
+        write_png(tmp_path / f"GoPro/test/{scene}/sharp/000001.png", img())
+        write_png(tmp_path / f"GoPro/test/{scene}/blur_gamma/000001.png", img())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sots = resolve_benchmark("sots-outdoor", tmp_path)
+        rain = resolve_benchmark("rain100l", tmp_path)
+        gopro = resolve_benchmark("gopro", tmp_path)
+    assert sots.layout.gt == "SOTS/outdoor/clear" and sots.items[0][2].name == "0001.png"
+    assert "expected 500" in sots.warnings[0]
+    assert [(lq.name, gt.name) for _, lq, gt in rain.items] == [("rain-1.png", "norain-1.png"), ("rain-2.png", "norain-2.png")]
+    assert [name for name, _, _ in gopro.items] == ["GOPR0001_11_00/000001", "GOPR0002_11_00/000001"]
+    assert all(lq.parent.name == "blur" for _, lq, _ in gopro.items)
+    name, lq, gt = next(iter_samples(sots, get_protocol("ram-7task")))
+    assert lq.shape == gt.shape == (3, 24, 20)
+
+
+def test_missing_benchmarks_are_listed(tmp_path):
+    write_png(tmp_path / "Rain100L/input/a.png", img())
+    write_png(tmp_path / "Rain100L/target/a.png", img())
+    found, missing = check_protocol("promptir-3task", tmp_path)
+    assert set(found) == {"rain100l"}
+    assert len(missing) == 4 and any("SOTS/outdoor/hazy+SOTS/outdoor/gt" in m for m in missing)
+    with pytest.raises(DatasetLayoutError, match="benchmark cbsd68-sigma25: not found under"):
+        resolve_benchmark("cbsd68-sigma25", tmp_path)
+
+
+def test_synthesized_lq_is_deterministic_per_image_and_protocol():
+    gt = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(1))
+    seed = image_seed("maskdcpt-5d", "cbsd68-sigma25", "0001", 25)
+    a = synthesize(gt, ("noise", 25), seed=seed)
+    assert torch.equal(a, synthesize(gt, ("noise", 25), seed=seed))
+    assert not torch.equal(a, synthesize(gt, ("noise", 25), seed=image_seed("promptir-3task", "cbsd68-sigma25", "0001", 25)))
+    noise = (a - gt).flatten() * 255
+    assert 20 < float(noise.std()) < 30
+    truncated = synthesize(gt, ("noise", 25), seed=seed, noise_rule="truncate")
+    assert torch.equal(truncated * 255, (truncated * 255).round())
+    unclipped = synthesize(gt, ("noise", 50), seed=seed, noise_rule="unclipped")
+    assert float(unclipped.min()) < 0 or float(unclipped.max()) > 1
+    jpeg = synthesize(gt, ("jpeg", 10), seed=0)
+    assert jpeg.shape == gt.shape and not torch.equal(jpeg, gt)
+
+
+def test_test_cli_prints_table_and_writes_csv_json(tmp_path, capsys):
+    from anyrestore.cli import main
+
+    root = tmp_path / "data"
+    for name in ("a", "b"):
+        write_png(root / f"Rain100L/input/{name}.png", img(32, 32))
+        write_png(root / f"Rain100L/target/{name}.png", img(32, 32))
+        write_png(root / f"CBSD68/original_png/{name}.png", img(32, 32))
+    write_png(root / "SOTS/outdoor/hazy/0001_0.8_0.2.jpg", img(32, 32))
+    write_png(root / "SOTS/outdoor/gt/0001.png", img(34, 34))
+    out = tmp_path / "report"
+    from anyrestore.archs.registry import build_model
+    from anyrestore.checkpoints import save_model
+
+    model = build_model("nafnet-tiny")
+    with torch.no_grad():  # zero last conv: NAFNet's global residual makes the output equal the input
+        model.ending.weight.zero_()
+        model.ending.bias.zero_()
+    weights = save_model(model, tmp_path / "identity.safetensors")
+    code = main(["test", "promptir-3task", "--model", str(weights), "--root", str(root), "--out", str(out),
+                 "--save-images"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "| model | SOTS | Rain100L | σ15 | σ25 | σ50 | Avg |" in text
+    data = json.loads((out / "promptir-3task.json").read_text())[0]
+    assert data["benchmarks"]["rain100l"]["count"] == 2 and data["record"]["protocol"] == "skimage"
+    # identity model: output = input, so PSNR equals the input PSNR computed independently
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from anyrestore.io import read_image
+
+    expected = np.mean([peak_signal_noise_ratio(read_image(root / f"Rain100L/target/{n}.png").permute(1, 2, 0).numpy(),
+                                                read_image(root / f"Rain100L/input/{n}.png").permute(1, 2, 0).numpy(),
+                                                data_range=1) for n in ("a", "b")])
+    assert data["benchmarks"]["rain100l"]["psnr"] == pytest.approx(expected, abs=1e-6)
+    csv_lines = (out / "promptir-3task.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("model,protocol,benchmark,psnr") and len(csv_lines) == 1 + 5 + 1
+    assert len(list((out / "images" / "rain100l").glob("*.png"))) == 2
+    # a missing benchmark without --skip-missing is one clear error
+    code = main(["test", "ram-7task", "--model", str(weights), "--root", str(root), "--out", str(out)])
+    assert code == 2
+    assert "benchmark(s) of ram-7task missing" in capsys.readouterr().err

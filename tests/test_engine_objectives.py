@@ -1,0 +1,71 @@
+import pytest
+import torch
+from torch import nn
+
+from anyrestore.archs.registry import ModelMeta
+from anyrestore.engine.objectives import build_objective, list_objectives
+from anyrestore.errors import ConfigError
+from anyrestore.reports.grids import make_grid
+from anyrestore.reports.tables import csv_text, markdown_table
+
+
+class Shift(nn.Module):
+    def __init__(self, meta=None):
+        super().__init__()
+        self.meta = meta or ModelMeta()
+
+    def forward(self, x):
+        return x + 0.25
+
+
+def batch():
+    gen = torch.Generator().manual_seed(0)
+    return {"lq": torch.rand(2, 3, 8, 8, generator=gen), "gt": torch.rand(2, 3, 8, 8, generator=gen)}
+
+
+def test_registry_lists_baselines_and_rejects_bad_specs():
+    assert {"l1", "charbonnier", "supervised"} <= set(list_objectives())
+    with pytest.raises(ConfigError, match="objective.type: missing"):
+        build_objective({})
+    with pytest.raises(ConfigError, match="loss must be 'l1' or 'charbonnier'"):
+        build_objective({"type": "supervised", "loss": "l2"})
+
+
+def test_l1_charbonnier_fft_values():
+    b = batch()
+    pred = b["lq"] + 0.25
+    out = build_objective({"type": "l1"})(Shift(), b)
+    torch.testing.assert_close(out["loss"], (pred - b["gt"]).abs().mean())
+    eps = 1e-2
+    out = build_objective({"type": "charbonnier", "eps": eps})(Shift(), b)
+    torch.testing.assert_close(out["loss"], torch.sqrt((pred - b["gt"]) ** 2 + eps**2).mean())
+    out = build_objective({"type": "l1", "fft_weight": 0.1})(Shift(), b)
+    diff = torch.fft.rfft2(pred) - torch.fft.rfft2(b["gt"])
+    fft = torch.cat([diff.real.abs().flatten(), diff.imag.abs().flatten()]).mean()
+    torch.testing.assert_close(out["fft"], fft)
+    torch.testing.assert_close(out["loss"], out["l1"] + 0.1 * fft)
+
+
+def test_model_space_uses_normalisation_metadata():
+    meta = ModelMeta(pad_multiple=1, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    b = batch()
+    model = Shift(meta)
+    in_model_space = build_objective({"type": "l1"})(model, b)["loss"]
+    expected = (meta.normalize(b["lq"]) + 0.25 - meta.normalize(b["gt"])).abs().mean()
+    torch.testing.assert_close(in_model_space, expected)
+    in_image_space = build_objective({"type": "l1", "space": "image"})(model, b)["loss"]
+    torch.testing.assert_close(in_image_space, (meta.denormalize(meta.normalize(b["lq"]) + 0.25) - b["gt"]).abs().mean())
+
+
+def test_grid_and_tables():
+    grid = make_grid([torch.zeros(3, 4, 5), torch.ones(1, 6, 2)], gap=1)
+    assert grid.shape == (3, 6, 8) and float(grid[0, 5, 0]) == 1.0 and float(grid[0, 0, 0]) == 0.0
+    result = {"protocol": "p", "model": "m", "missing": [],
+              "record": {"protocol": "ram", "crop_border": 4, "channel": "rgb", "quantize": "uint8",
+                         "ssim_variant": "gauss11_valid", "y_channel": []},
+              "benchmarks": {"a": {"psnr": 30.123, "ssim": 0.91234, "count": 2, "channel": "rgb"}},
+              "columns": {"A": {"psnr": 30.123, "ssim": 0.91234, "complete": True}},
+              "average": {"psnr": 30.123, "ssim": 0.91234}}
+    table = markdown_table([result])
+    assert "| m | 30.12/0.9123 | 30.12/0.9123 |" in table and "crop 4" in table
+    assert csv_text([result]).splitlines()[1].startswith("m,p,a,30.1230,0.912340,2,ram,4,rgb,uint8")
