@@ -11,6 +11,7 @@ _LAZY = {
     "build_model": ("anyrestore.archs.registry", "build_model"),
     "list_presets": ("anyrestore.archs.registry", "list_presets"),
     "load_model": ("anyrestore.api", "load_model"),
+    "save_model": ("anyrestore.checkpoints", "save_model"),
     "restore": ("anyrestore.api", "restore"),
     "Predictor": ("anyrestore.inference.predictor", "Predictor"),
     "read_image": ("anyrestore.io", "read_image"),

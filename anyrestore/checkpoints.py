@@ -388,13 +388,17 @@ def closest_families(sd: Mapping[str, Any], families: Iterable[CheckpointFamily]
     return ranked
 
 
-def _hint(sd: Mapping[str, torch.Tensor], stripped: list[str], top_level: str | None) -> str:
+_MASKDCPT_STAGE = re.compile(r"^(encoders\.\d+|middle_blks|decoder\d|encoder_level\d|latent|decoder_level\d|refinement)"
+                             r"\.blocks\.|^encode_layers\.")
+
+
+def _hint(sd: Mapping[str, torch.Tensor]) -> str:
     keys = list(sd)
     if any(k.startswith("net.") for k in keys):
         return "file has `net.` prefix: Lightning checkpoint, use family promptir_lightning"
     if any(k in ("params", "params_ema") or k.startswith(("params.", "params_ema.")) for k in keys):
         return "`params` wrapper present: do not call load_state_dict on the raw file"
-    if any(".blocks." in k for k in keys) and not any("residual_group.blocks." in k for k in keys):
+    if any(_MASKDCPT_STAGE.match(k) for k in keys):
         return "keys contain `.blocks.`: MaskDCPT layout, use family maskdcpt"
     if any(re.match(r"l\d_experts\.", k) for k in keys):
         return "keys carry `lN_experts.i.`: a UniRestorer mixture, load it with the unirestorer method"
@@ -434,7 +438,7 @@ def mismatch_report(
     if ranked:
         ratio, fam = ranked[0]
         lines.append(f"  closest family by key overlap: {fam.arch}/{fam.family} ({ratio:.0%})")
-    lines.append("  hint: " + _hint(sd, report.stripped, report.param_key))
+    lines.append("  hint: " + _hint(sd))
     return "\n".join(lines)
 
 
@@ -493,13 +497,12 @@ def load_into(
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def _select_family(
-    sd: Mapping[str, torch.Tensor], *, family: str, arch: str | None, stripped: list[str]
-) -> CheckpointFamily | None:
+def _select_family(sd: Mapping[str, torch.Tensor], *, family: str, arch: str | None) -> CheckpointFamily | None:
     _ensure_loaded()
     wanted = "official" if family == "promptir_lightning" else family
     if family not in ("auto", *_FAMILY_NAMES):
-        raise AnyRestoreError(f"unknown checkpoint family {family!r}; expected auto or one of {', '.join(_FAMILY_NAMES)}")
+        raise AnyRestoreError(
+            f"unknown checkpoint family {family!r}; expected auto or one of {', '.join(_FAMILY_NAMES)}")
     candidates = [f for f in FAMILIES if (arch is None or f.arch == arch) and (family == "auto" or f.family == wanted)]
     for fam in candidates:
         try:
@@ -516,7 +519,8 @@ def _select_family(
 def _no_family_message(path, sd: Mapping[str, torch.Tensor], report: LoadReport, arch: str | None) -> str:
     ranked = closest_families(sd)
     scope = f" of arch {arch!r}" if arch else ""
-    text = f"{Path(path).name} (sha256 {report.sha256[:12]}): no known checkpoint family{scope} matches its {len(sd)} keys"
+    text = (f"{Path(path).name} (sha256 {report.sha256[:12]}): no known checkpoint family{scope} matches its "
+            f"{len(sd)} keys")
     if ranked:
         ratio, fam = ranked[0]
         ref = _family_reference_keys(fam)
@@ -526,7 +530,7 @@ def _no_family_message(path, sd: Mapping[str, torch.Tensor], report: LoadReport,
             text += f"; keys it does not have: {', '.join(unmatched)}"
     else:
         text += f" (first: {', '.join(list(sd)[:10])})"
-    return text + f"; hint: {_hint(sd, report.stripped, report.param_key)}"
+    return text + f"; hint: {_hint(sd)}"
 
 
 def load_model(
@@ -565,7 +569,7 @@ def load_model(
         model = build_arch(built_arch, meta, **json.loads(metadata.get("arch_kwargs", "{}")))
         fam_name = "official"
     else:
-        fam = _select_family(sd, family=family, arch=arch, stripped=report.stripped)
+        fam = _select_family(sd, family=family, arch=arch)
         if fam is None:
             raise CheckpointMismatchError(_no_family_message(path, sd, report, arch))
         try:

@@ -55,7 +55,8 @@ def reference_model(model):
             from spandrel.architectures.NAFNet import NAFNet
 
             ref = NAFNet(img_channel=kw.get("in_channels", 3), width=kw.get("width", 64),
-                         middle_blk_num=kw.get("middle_blocks", 1), enc_blk_nums=list(kw.get("enc_blocks", [1, 1, 1, 28])),
+                         middle_blk_num=kw.get("middle_blocks", 1),
+                         enc_blk_nums=list(kw.get("enc_blocks", [1, 1, 1, 28])),
                          dec_blk_nums=list(kw.get("dec_blocks", [1, 1, 1, 1])))
         elif model.arch_name == "restormer" and kw.get("layernorm", "WithBias") != "torch":
             from spandrel_extra_arches.architectures.Restormer import Restormer
@@ -79,41 +80,60 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def child(preset: str, impl: str, size: int, repeat: int, device: str, threads: int) -> dict:
+    """``impl`` ``ours``/``spandrel``: peak memory of one forward; ``time``: interleaved timing of ours and the
+    reference (when one exists); ``time-ours``: timing of ours only."""
     import torch
 
     torch.set_num_threads(threads)
     from anyrestore.archs import build_model
 
-    model = build_model(preset)
+    ours = build_model(preset).eval()
+    models = {"ours": ours}
+    if impl in ("spandrel", "time"):
+        ref = reference_model(ours)
+        if ref is not None:
+            models["spandrel"] = ref.eval()
     if impl == "spandrel":
-        model = reference_model(model)
-        if model is None:
-            return {}
-    model = model.eval().to(device)
-    # the reference NAFNet pads internally; Restormer needs multiples of 8: sizes here are multiples of 16
-    x = torch.rand(1, 3, size, size, device=device)
+        models = {"spandrel": models["spandrel"]} if "spandrel" in models else {}
+    if not models:
+        return {}
+    models = {name: m.to(device) for name, m in models.items()}
+    params = sum(p.numel() for p in ours.parameters())
+    x = torch.rand(1, 3, size, size, device=device)  # sizes are multiples of 16: no reference needs padding
     with torch.inference_mode():
-        model(x)
+        for m in models.values():
+            m(x)
+        _sync(device)
+        if impl.startswith("time"):
+            times: dict[str, list[float]] = {name: [] for name in models}
+            for _ in range(repeat):
+                for name, m in models.items():
+                    start = time.perf_counter()
+                    m(x)
+                    _sync(device)
+                    times[name].append(time.perf_counter() - start)
+            return {"params": params, **{f"{name}_s": statistics.median(t) for name, t in times.items()}}
+        (model,) = models.values()
         if device.startswith("cuda"):
-            torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
         else:
             base = _rss_mb()
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            model(x)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
+        model(x)
+        _sync(device)
     if device.startswith("cuda"):
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base  # ru_maxrss is in KiB on Linux
-    return {"time_s": statistics.median(times), "peak_mb": max(peak, 0.0),
-            "params": sum(p.numel() for p in model.parameters())}
+    return {"params": params, "peak_mb": max(peak, 0.0)}
 
 
 def measure(preset: str, impl: str, size: int, args) -> dict:
@@ -128,7 +148,8 @@ def measure(preset: str, impl: str, size: int, args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", default=DEFAULT_PRESETS, help=f"comma-separated presets (default {DEFAULT_PRESETS})")
+    parser.add_argument("--presets", default=DEFAULT_PRESETS,
+                        help=f"comma-separated presets (default {DEFAULT_PRESETS})")
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help=f"square input sizes (default {DEFAULT_SIZES})")
     parser.add_argument("--repeat", type=int, default=2, help="timed forwards per cell (median; default 2)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
@@ -148,18 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     for preset in [p for p in args.presets.split(",") if p]:
         for size in [int(s) for s in args.sizes.split(",") if s]:
-            ours = measure(preset, "ours", size, args)
-            if "error" in ours:
-                print(f"{preset:<20} {'':>11} {size:>6} error: {ours['error']}")
+            timing = measure(preset, "time-ours" if args.no_reference else "time", size, args)
+            if "error" in timing:
+                print(f"{preset:<20} {'':>11} {size:>6} error: {timing['error']}", flush=True)
                 continue
-            ref = {} if args.no_reference else measure(preset, "spandrel", size, args)
-            ref_ok = bool(ref) and "error" not in ref
+            mem = measure(preset, "ours", size, args)
+            has_ref = "spandrel_s" in timing
+            ref_mem = measure(preset, "spandrel", size, args) if has_ref else {}
             mp = size * size / 1e6
-            ref_s = f"{ref['time_s']:.3f}" if ref_ok else "-"
-            ref_mb = f"{ref['peak_mb']:.0f}" if ref_ok else "-"
-            ratio = f"{ours['time_s'] / ref['time_s']:.2f}" if ref_ok else "-"
-            print(f"{preset:<20} {ours['params']:>11,} {size:>6} {ours['time_s']:>8.3f} {ours['time_s'] / mp:>6.2f} "
-                  f"{ours['peak_mb']:>8.0f} {ref_s:>10} {ref_mb:>11} {ratio:>10}")
+            ref_s = f"{timing['spandrel_s']:.3f}" if has_ref else "-"
+            ref_mb = f"{ref_mem['peak_mb']:.0f}" if ref_mem.get("peak_mb") is not None else "-"
+            ratio = f"{timing['ours_s'] / timing['spandrel_s']:.2f}" if has_ref else "-"
+            print(f"{preset:<20} {timing['params']:>11,} {size:>6} {timing['ours_s']:>8.3f} "
+                  f"{timing['ours_s'] / mp:>6.2f} {mem.get('peak_mb', float('nan')):>8.0f} {ref_s:>10} {ref_mb:>11} "
+                  f"{ratio:>10}", flush=True)
     return 0
 
 

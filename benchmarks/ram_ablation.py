@@ -1,7 +1,7 @@
 """Small-scale RAM ablation on CPU (paper Tables 1, 5 and 6 in miniature). Prints paper-like tables.
 
-    python benchmarks/ram_ablation.py --quick          # ~2-4 min: proves the pipeline, numbers are noise
-    python benchmarks/ram_ablation.py                  # default, ~20-30 min on 2 CPU cores
+    python benchmarks/ram_ablation.py --quick          # ~1 min: proves the pipeline, numbers are noise
+    python benchmarks/ram_ablation.py                  # default, ~15-25 min on 2 CPU cores
     python benchmarks/ram_ablation.py --pretrain-iters 3000 --finetune-iters 800 --seeds 0 1 2
 
 A small backbone (default ``swinir-ram-tiny``) is trained through the real engine (``anyrestore.engine.trainer``)
@@ -205,7 +205,7 @@ def print_tables(rows: dict, args: argparse.Namespace, seeds: list[int], per_see
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run that only proves the pipeline (~2-4 min)")
+    parser.add_argument("--quick", action="store_true", help="tiny run that only proves the pipeline (~1 min)")
     parser.add_argument("--model", default="swinir-ram-tiny")
     parser.add_argument("--pretrain-iters", type=int, default=500)
     parser.add_argument("--finetune-iters", type=int, default=150)

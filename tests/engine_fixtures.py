@@ -53,3 +53,23 @@ def paired_recipe(tmp: Path, *, iterations: int = 12, **train: object) -> dict:
 def write_recipe(path: Path, tree: dict, header: str = "# anyrestore train recipe.yaml") -> Path:
     path.write_text(header + "\n" + yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
     return path
+
+
+class FreezeFirstChild:
+    """Test objective: L1, and ``prepare`` freezes the model's first child (like RAM's selective fine-tuning)."""
+
+    def __init__(self, *, scale: float = 1.0) -> None:
+        self.scale = scale
+
+    def prepare(self, model):
+        next(model.children()).requires_grad_(False)
+
+    def __call__(self, model, batch):
+        return {"loss": (model(batch["lq"]) - batch["gt"]).abs().mean() * self.scale}
+
+
+def register_test_objectives() -> None:
+    from anyrestore.engine.objectives import OBJECTIVES, register_objective
+
+    if "test-freeze-first-child" not in OBJECTIVES:
+        register_objective("test-freeze-first-child")(FreezeFirstChild)

@@ -1,4 +1,5 @@
-"""Parameter counts, key counts and key shapes of the NAFNet/Restormer/PromptIR presets (backbones.md §0.1, §10.1-2)."""
+"""Parameter counts, key counts and key shapes of the NAFNet/Restormer/PromptIR presets
+(backbones.md §0.1, §10.1-2)."""
 import pytest
 import torch
 

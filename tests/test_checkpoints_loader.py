@@ -240,7 +240,7 @@ def test_full_size_layouts_detect_and_match_strictly(preset, family, arch, expec
     """A state dict with the spec's key list (built on the meta device) is detected and matches key-for-key."""
     model = meta_model(preset)
     file_sd = C.export_state_dict(model, family)
-    fam = C._select_family(file_sd, family="auto", arch=None, stripped=[])
+    fam = C._select_family(file_sd, family="auto", arch=None)
     assert (fam.arch, fam.family) == (arch, family)
     kwargs = fam.infer_kwargs(file_sd)
     for key, value in expect.items():

@@ -233,3 +233,13 @@ def test_classical_deblocks_jpeg():
     assert blockiness(degraded.permute(1, 2, 0).numpy()) > 2 > blockiness(clean.permute(1, 2, 0).numpy())
     restored = ClassicalRestorer()(degraded[None])[0]
     assert psnr(restored, clean) > psnr(degraded, clean) + 0.1
+
+
+def test_restore_recursive_only_when_asked(capsys, tmp_path, photos):
+    nested = photos / "sub"
+    nested.mkdir()
+    write_image(nested / "deep.png", read_image(photos / "rgb.png"))
+    code, out, _ = run_cli(capsys, "restore", str(photos), "-o", str(tmp_path / "flat"))
+    assert code == 0 and "restored 3 image(s)" in out and not (tmp_path / "flat" / "deep.png").exists()
+    code, out, _ = run_cli(capsys, "restore", str(photos), "-o", str(tmp_path / "all"), "--recursive")
+    assert code == 0 and "restored 4 image(s)" in out and (tmp_path / "all" / "deep.png").is_file()

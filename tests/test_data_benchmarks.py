@@ -120,3 +120,24 @@ def test_test_cli_prints_table_and_writes_csv_json(tmp_path, capsys):
     code = main(["test", "ram-7task", "--model", str(weights), "--root", str(root), "--out", str(out)])
     assert code == 2
     assert "benchmark(s) of ram-7task missing" in capsys.readouterr().err
+
+
+def test_skip_missing_reports_partial_table_and_strict_json(tmp_path, capsys):
+    from anyrestore.archs.registry import build_model
+    from anyrestore.checkpoints import save_model
+    from anyrestore.cli import main
+
+    root = tmp_path / "data"
+    write_png(root / "rain13k/test/Rain100L/input/a.png", img(32, 32))
+    write_png(root / "rain13k/test/Rain100L/target/a.png", img(32, 32))
+    weights = save_model(build_model("nafnet-tiny"), tmp_path / "m.safetensors")
+    out = tmp_path / "report"
+    assert main(["test", "ram-7task", "--model", str(weights), "--root", str(root), "--out", str(out), "--skip-missing"]) == 0
+    table = capsys.readouterr().out
+    assert "| m | – | " in table and "*" in table  # SOTS missing; Rain13k from 1 of its 5 sets
+    def refuse(name):
+        raise ValueError(name)
+
+    data = json.loads((out / "ram-7task.json").read_text(), parse_constant=refuse)[0]
+    assert data["columns"]["SOTS"]["psnr"] is None and data["columns"]["Rain13k"]["complete"] is False
+    assert data["record"]["crop_border"] == 4 and len(data["missing"]) == 12

@@ -237,3 +237,14 @@ def test_resample_and_color_shift():
     assert float((y[1] - x[1]).abs().mean()) > float((y[0] - x[0]).abs().mean())
     c = mosaic.color_shift(x * 0.5, gain_r=1.2, gain_g=1.0, gain_b=0.5)
     assert torch.allclose(c[:, 0], x[:, 0] * 0.6) and torch.allclose(c[:, 2], x[:, 2] * 0.25)
+
+
+def test_opencv_demosaic_variants():
+    x = torch.rand(1, 3, 24, 24, generator=gen())
+    x[..., :, :] = torch.tensor([0.8, 0.4, 0.1]).view(1, 3, 1, 1)  # flat colour: every demosaic recovers it
+    rgb = mosaic.mosaic(x, method="opencv_ea")
+    bgr = mosaic.mosaic(x, method="opencv_ea_bgr")
+    assert torch.allclose(rgb[..., 4:-4, 4:-4], x[..., 4:-4, 4:-4], atol=1 / 255)
+    assert torch.equal(bgr, rgb.flip(1))
+    with pytest.raises(ValueError):
+        mosaic.mosaic(x, method="magic")

@@ -11,13 +11,15 @@ from safetensors.torch import load_file, save_file
 
 from anyrestore.engine.config import config_from_dict
 from anyrestore.engine.trainer import Trainer
-from engine_fixtures import paired_recipe, write_recipe
+from engine_fixtures import paired_recipe, register_test_objectives, write_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 
 WORKER = """
 import json, sys
 from safetensors.torch import save_file
+from engine_fixtures import register_test_objectives
+register_test_objectives()
 from anyrestore.engine.config import load_config
 from anyrestore.engine.distributed import cleanup
 from anyrestore.engine.trainer import Trainer
@@ -33,12 +35,13 @@ cleanup(trainer.dist)
 
 
 def test_torchrun_two_processes_match_single_process(tmp_path):
+    register_test_objectives()
     tree = paired_recipe(tmp_path, iterations=4)
     tree["data"]["batch_size"] = 2  # per process: global batch 4
-    tree["distributed"] = {"find_unused_parameters": False}
+    tree["objective"] = {"type": "test-freeze-first-child"}  # frozen params: find_unused_parameters defaults to true
     recipe = write_recipe(tmp_path / "recipe.yaml", tree)
     (tmp_path / "worker.py").write_text(WORKER)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{REPO}:{REPO / 'tests'}")
     run = tmp_path / "ddp"
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -56,3 +59,10 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
     assert ddp_losses == pytest.approx(single_losses, rel=1e-4, abs=1e-6)
     for key, value in single.model.state_dict().items():
         torch.testing.assert_close(rank0[key], value, rtol=1e-3, atol=1e-5)
+    first = next(single.model.named_children())[0]
+    assert any(k.startswith(first + ".") for k in rank0)
+    initial = Trainer(config_from_dict(tree), run_dir=tmp_path / "init")
+    initial.setup()
+    for key, value in initial.model.state_dict().items():  # the frozen child did not move on either path
+        if key.startswith(first + "."):
+            assert torch.equal(rank0[key], value)

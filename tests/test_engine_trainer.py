@@ -166,3 +166,58 @@ def test_smoke_recipe_on_dead_leaves_with_synthetic_degradations(tmp_path):
     val = [h for h in history if "val/psnr" in h]
     assert len(val) == 1 and val[0]["val/count"] == 2 and 10 < val[0]["val/psnr"] < 60
     assert (tmp_path / "tiny-smoke" / "model.safetensors").is_file()
+
+
+def test_validation_on_a_protocol_uses_the_test_code(tmp_path):
+    import warnings
+
+    from anyrestore.data.datasets import DatasetLayoutError
+    from engine_fixtures import smooth_image, write_png
+
+    tree = paired_recipe(tmp_path, iterations=2)
+    tree["val"] = {"every": 2, "protocol": "promptir-3task", "root": str(tmp_path / "bench")}
+    with pytest.raises(DatasetLayoutError, match="val.protocol promptir-3task: benchmark sots-outdoor: not found"):
+        Trainer(config_from_dict(tree), run_dir=tmp_path / "run").setup()
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    bench = tmp_path / "bench"
+    write_png(bench / "SOTS/outdoor/hazy/0001_0.8_0.2.jpg", smooth_image(rng, 32, 32))
+    write_png(bench / "SOTS/outdoor/gt/0001.png", smooth_image(rng, 32, 32))
+    write_png(bench / "Rain100L/input/a.png", smooth_image(rng, 32, 32))
+    write_png(bench / "Rain100L/target/a.png", smooth_image(rng, 32, 32))
+    write_png(bench / "CBSD68/original_png/a.png", smooth_image(rng, 32, 32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        history = Trainer(config_from_dict(tree), run_dir=tmp_path / "run").fit()
+    val = [h for h in history if "val/psnr" in h]
+    assert len(val) == 1 and 5 < val[0]["val/psnr"] < 60
+
+
+def test_gradient_accumulation_matches_the_larger_batch_and_pruning_keeps_last(tmp_path):
+    big = paired_recipe(tmp_path, iterations=3)
+    accum = paired_recipe(tmp_path, iterations=3, grad_accum=2, ckpt_every=1, keep_checkpoints=2)
+    accum["data"]["batch_size"] = 2
+    a = Trainer(config_from_dict(big), run_dir=tmp_path / "big")
+    b = Trainer(config_from_dict(accum), run_dir=tmp_path / "accum")
+    assert losses(b.fit()) == pytest.approx(losses(a.fit()), rel=1e-4)
+    for key, value in a.model.state_dict().items():
+        torch.testing.assert_close(b.model.state_dict()[key], value, rtol=1e-3, atol=1e-5)
+    kept = sorted(p.name for p in (tmp_path / "accum" / "ckpt").glob("iter_*"))
+    assert kept == ["iter_2.safetensors", "iter_2.state.pt", "iter_3.safetensors", "iter_3.state.pt"]
+
+
+def test_pretrained_weights_are_loaded_before_training(tmp_path):
+    first = Trainer(config_from_dict(paired_recipe(tmp_path, iterations=2)), run_dir=tmp_path / "a")
+    first.fit()
+    tree = paired_recipe(tmp_path, iterations=2)
+    tree["model"]["pretrained"] = str(tmp_path / "a" / "model.safetensors")
+    second = Trainer(config_from_dict(tree), run_dir=tmp_path / "b")
+    second.setup()
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(second.model.state_dict()[key], value)
+    tree["model"]["kwargs"] = {"width": 16}
+    from anyrestore.errors import CheckpointMismatchError
+
+    with pytest.raises(CheckpointMismatchError):
+        Trainer(config_from_dict(tree), run_dir=tmp_path / "c").setup()

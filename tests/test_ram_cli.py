@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,3 +79,15 @@ def test_mac_command_random_and_errors(tmp_path, capsys):
     assert "--data is required" in capsys.readouterr().err
     assert main(["mac", "--model", "nafnet-tiny", "--data", "bogus", "-o", str(tmp_path / "y")]) == 2
     assert not (tmp_path / "y").exists()
+
+
+def test_folder_spec_uses_sorted_centre_crops(tmp_path):
+    rng = np.random.default_rng(1)
+    for name in ("b.png", "a.png", "c.png"):
+        write_png(tmp_path / "lq" / name, smooth_image(rng, 30, 40))
+    data = mac_images(str(tmp_path / "lq"), count=2, crop=16)
+    assert [Path(im.path).name for im in data.images] == ["a.png", "b.png"]
+    assert all(im.task == "lq" and im.image.shape == (3, 16, 16) for im in data.images)
+    from anyrestore.data.datasets import read_image
+
+    assert torch.equal(data.images[0].image, read_image(tmp_path / "lq" / "a.png")[:, 7:23, 12:28])

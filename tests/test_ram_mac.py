@@ -312,3 +312,16 @@ def test_in_place_modified_layer_output_is_refused():
 
     with pytest.raises(ConfigError, match="modified in place"):
         rank_layers(InPlace(), _images(1), settings=MacSettings(total_step=2))
+
+
+@pytest.mark.skipif("promptir-ram-tiny" not in {p.name for p in list_presets()}, reason="RAM-PromptIR not registered")
+def test_mac_on_tiny_ram_promptir_ties():
+    torch.manual_seed(0)
+    model = build_model("promptir-ram-tiny")
+    analysis = rank_layers(model, _images(1, size=16), settings=MacSettings(total_step=3))
+    scores = dict(zip(analysis.ranking.names, analysis.ranking.scores))
+    attn = [n for n in scores if n.endswith(".attn")]
+    assert attn and all(scores[n] == scores[n + ".project_out"] for n in attn)
+    prompts = [n for n in scores if n.startswith("prompt") and "." not in n]
+    assert prompts and all(scores[n] == scores[n + ".conv3x3"] for n in prompts)
+    assert scores["output"] > 0 and scores["patch_embed.proj"] > 0

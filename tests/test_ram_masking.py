@@ -171,3 +171,11 @@ def test_objective_per_sample_masks_and_patches(generator):
 def test_objective_rejects_bad_options(kwargs):
     with pytest.raises(ConfigError):
         RamPretrainObjective(**kwargs)
+
+
+def test_objective_uses_the_trainer_generator_by_default(generator):
+    model, batch = _Recorder(), _batch(generator)
+    objective = RamPretrainObjective()
+    objective(model, {**batch, "iteration": 5, "generator": torch.Generator().manual_seed(42)})
+    expected = objective.draw_mask(2, 16, 16, generator=torch.Generator().manual_seed(42))
+    assert torch.equal(model.seen[:, 0] == 0, expected.bool())

@@ -38,8 +38,12 @@ class LocalAvgPool2d(nn.Module):
         if kh >= h and kw >= w:
             return F.adaptive_avg_pool2d(x, 1)
         kh, kw = min(h, kh), min(w, kw)
-        # fp32 cumulative sums drift on 4K maps; avg_pool2d gives the same valid-region means without accumulation
-        out = F.avg_pool2d(x, (kh, kw), stride=1)
+        # integral image: O(1) per output whatever the kernel (avg_pool2d is O(k^2) and k reaches 384); float64
+        # because fp32 prefix sums over 4K maps lose the low bits (MPS has no float64: fp32 there)
+        acc = torch.float32 if x.device.type == "mps" else torch.float64
+        s = F.pad(x.to(acc).cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+        out = (s[..., kh:, kw:] - s[..., :-kh, kw:] - s[..., kh:, :-kw] + s[..., :-kh, :-kw]) / (kh * kw)
+        out = out.to(x.dtype)
         dh, dw = h - out.shape[-2], w - out.shape[-1]
         return F.pad(out, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2), mode="replicate")
 
@@ -193,9 +197,11 @@ register_preset("nafnet-sidd-w64", "nafnet", description="NAFNet SIDD denoising 
                 pad_multiple=16, width=64, **_SIDD)
 register_preset("nafnet-sidd-w32", "nafnet", description="NAFNet SIDD denoising config, width 32 (29.2 M)",
                 pad_multiple=16, width=32, **_SIDD)
-register_preset("nafnet-maskdcpt", "nafnet", description="NAFNet w64 as released by MaskDCPT (LN eps 1e-5, reflect pad)",
+register_preset("nafnet-maskdcpt", "nafnet",
+                description="NAFNet w64 as released by MaskDCPT (LN eps 1e-5, reflect pad)",
                 pad_multiple=16, width=64, ln_eps=1e-5, pad_mode="reflect", **_GOPRO)
-register_preset("nafnet-default", "nafnet", description="compact NAFNet (4.45 M) for the shipped default model, ~3.4 s/MP on 2 CPU cores",
+register_preset("nafnet-default", "nafnet",
+                description="compact NAFNet (4.45 M) for the shipped default model, ~3.4 s/MP on 2 CPU cores",
                 pad_multiple=16, width=24, enc_blocks=(1, 1, 2, 4), middle_blocks=2, dec_blocks=(1, 1, 1, 1),
                 pad_mode="reflect")
 register_preset("nafnet-tiny", "nafnet", description="tiny NAFNet for tests and smoke runs",
@@ -265,6 +271,6 @@ register_family(CheckpointFamily(arch="nafnet_local", family="official", detect=
                                  from_canonical=dict, meta=_META, priority=11))
 register_family(CheckpointFamily(arch="nafnet", family="official", detect=_is_official, infer_kwargs=_official_kwargs,
                                  from_canonical=dict, meta=_META, priority=10))
-register_family(CheckpointFamily(arch="nafnet", family="maskdcpt", detect=_is_maskdcpt, infer_kwargs=_maskdcpt_kwargs,
-                                 to_canonical=lambda sd: rename_keys(sd, _MASKDCPT_TO_CANON),
+register_family(CheckpointFamily(arch="nafnet", family="maskdcpt", detect=_is_maskdcpt,
+                                 infer_kwargs=_maskdcpt_kwargs, to_canonical=lambda sd: rename_keys(sd, _MASKDCPT_TO_CANON),
                                  from_canonical=lambda sd: rename_keys(sd, _CANON_TO_MASKDCPT), meta=_META, priority=12))

@@ -112,9 +112,12 @@ class PromptIR(nn.Module):
                                     layernorm=layernorm)
 
         self.patch_embed = OverlapPatchEmbed(in_channels, dim)
-        self.prompt1 = PromptGenBlock(prompt_dim=p1, prompt_len=prompt_len, prompt_size=prompt_sizes[0], lin_dim=dim * 2)
-        self.prompt2 = PromptGenBlock(prompt_dim=p2, prompt_len=prompt_len, prompt_size=prompt_sizes[1], lin_dim=dim * 4)
-        self.prompt3 = PromptGenBlock(prompt_dim=p3, prompt_len=prompt_len, prompt_size=prompt_sizes[2], lin_dim=dim * 8)
+        self.prompt1 = PromptGenBlock(prompt_dim=p1, prompt_len=prompt_len, prompt_size=prompt_sizes[0],
+                                       lin_dim=dim * 2)
+        self.prompt2 = PromptGenBlock(prompt_dim=p2, prompt_len=prompt_len, prompt_size=prompt_sizes[1],
+                                       lin_dim=dim * 4)
+        self.prompt3 = PromptGenBlock(prompt_dim=p3, prompt_len=prompt_len, prompt_size=prompt_sizes[2],
+                                       lin_dim=dim * 8)
         if unused_modules:  # upstream builds these but never calls them; kept only for strict key compatibility
             self.chnl_reduce1 = nn.Conv2d(p1, p1, 1, bias=bias)
             self.chnl_reduce2 = nn.Conv2d(p2, p2, 1, bias=bias)

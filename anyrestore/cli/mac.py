@@ -34,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed for pixel orders, degradations, random ranking")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same result, faster)")
     parser.add_argument("--param-key", default="params", help="weights entry to analyse (RAM uses 'params')")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--top", type=int, default=30, help="layers shown in ranking.png")
     return parser
 
@@ -57,10 +57,10 @@ def _load(model_arg: str, param_key: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from tqdm import tqdm
 
     from anyrestore.errors import ConfigError
+    from anyrestore.inference.predictor import select_device
     from anyrestore.methods.ram.finetune import write_ranking
     from anyrestore.methods.ram.mac import MacSettings, rank_layers
     from anyrestore.methods.ram.mac_data import mac_images
@@ -69,9 +69,8 @@ def run(args: argparse.Namespace) -> int:
     settings = MacSettings(method=args.method, total_step=args.steps, start_ratio=args.ratio, k=args.k,
                            eps=args.eps, seed=args.seed, batch_size=args.batch_size)
     model, weights = _load(args.model, args.param_key)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(device)
-    images, tasks, records, data_info = [], None, [], {}
+    model = model.to(select_device(args.device))
+    images, tasks, records, data_info, preset = [], [], [], {}, None
     if args.method != "random":
         if not args.data:
             raise ConfigError("--data is required for --method mac and ig")
@@ -79,17 +78,16 @@ def run(args: argparse.Namespace) -> int:
         images = [im.image for im in data.images]
         tasks = [im.task for im in data.images]
         records = [im.record() for im in data.images]
-        data_info = {"spec": args.data, "skipped_small": data.skipped}
+        data_info, preset = {"spec": args.data, "skipped_small": data.skipped}, data.preset
         if data.skipped:
             print(f"skipped {len(data.skipped)} image(s) smaller than {args.crop}x{args.crop}")
     passes = settings.total_step * -(-len(images) // settings.batch_size)
     with tqdm(total=passes, desc=f"{args.method} ({len(images)} images)", unit="pass",
               disable=args.method == "random") as bar:
-        analysis = rank_layers(model, images, tasks=tasks, settings=settings, progress=bar.update)
+        analysis = rank_layers(model, images, tasks=tasks or None, settings=settings, progress=bar.update)
     extra = analysis.json_extra()
-    extra["settings"].update({"crop": args.crop, "num_samples": args.images, "preset": data.preset
-                              if args.method != "random" else None,
-                              "tasks": sorted(set(tasks or []), key=(tasks or []).index)})
+    extra["settings"].update({"crop": args.crop, "num_samples": args.images, "preset": preset,
+                              "tasks": list(dict.fromkeys(tasks))})
     out = Path(args.output)
     write_ranking(analysis.ranking, out, extra={"arch": getattr(model, "arch_name", type(model).__name__),
                                                 "weights": weights, "data": data_info, "images": records, **extra})

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from anyrestore.degradations._util import check_image, per_sample
 
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+DEMOSAIC_METHODS = ("bilinear", "opencv_ea", "opencv_ea_bgr")
 RESAMPLE_MODES = ("bicubic", "bilinear", "area", "nearest")
 
 
@@ -25,14 +26,31 @@ _KERNEL_RB = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]
 _KERNEL_G = torch.tensor([[0.0, 0.25, 0.0], [0.25, 1.0, 0.25], [0.0, 0.25, 0.0]])
 
 
-def mosaic(img: torch.Tensor, *, pattern: str = "RGGB") -> torch.Tensor:
-    """Sample an RGB image through a Bayer CFA and demosaic it bilinearly (normalised convolution at the borders).
+def mosaic(img: torch.Tensor, *, pattern: str = "RGGB", method: str = "bilinear") -> torch.Tensor:
+    """Sample an RGB image through a Bayer CFA and demosaic it.
 
-    Measured samples are kept exactly; missing ones are the average of the nearest same-colour neighbours.
+    Methods:
+        ``bilinear``: normalised convolution; measured samples are kept exactly, missing ones are the average of
+            the nearest same-colour neighbours (also at the borders).
+        ``opencv_ea``: OpenCV's edge-aware demosaic on the uint8-rounded mosaic, returned as RGB.
+        ``opencv_ea_bgr``: the same with OpenCV's BGR output left unswapped (MaskDCPT's Urban100 mosaic test
+            data has this channel order; for the compat protocol only).
     """
     check_image(img, channels=3)
+    if method not in DEMOSAIC_METHODS:
+        raise ValueError(f"unknown demosaic method {method!r}; expected one of {DEMOSAIC_METHODS}")
     b, c, h, w = img.shape
     m = bayer_masks(h, w, pattern, img.device).to(img.dtype)
+    if method != "bilinear":
+        import cv2
+        import numpy as np
+
+        raw = torch.round((img * m).sum(dim=1).clamp(0.0, 1.0) * 255.0).to(torch.uint8).cpu().numpy()
+        code = getattr(cv2, f"COLOR_Bayer{pattern}2BGR_EA")
+        out = np.stack([cv2.cvtColor(np.ascontiguousarray(r), code) for r in raw])  # (B,H,W,3) BGR
+        if method == "opencv_ea":
+            out = out[..., ::-1]
+        return torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2).to(img.device, img.dtype) / 255.0
     k = torch.stack([_KERNEL_RB, _KERNEL_G, _KERNEL_RB]).unsqueeze(1).to(img.device, img.dtype)  # (3,1,3,3)
     num = F.conv2d(img * m, k, padding=1, groups=3)
     den = F.conv2d(m.unsqueeze(0), k, padding=1, groups=3)

@@ -5,18 +5,27 @@ sample gets its own ``torch.Generator`` seeded from ``seeds[i]`` or, when not gi
 from ``generator`` sample by sample. All of a sample's randomness (gates, parameters, noise, procedural layers) comes
 from its own generator, so a batched call equals the loop of single-sample calls with the same generator, and a
 sample's result never depends on the other samples in its batch.
+
+Label of one sample (plain JSON-friendly dict):
+    ``type``         applied types joined by "+" in the order applied ("noise", "rain+haze", "identity")
+    ``level``        the level string when the sampler was built from one ("25", "k15s2.0"), else None
+    ``params``       drawn parameters; for several steps keyed "<type>.<param>"
+    ``degree``       "light" / "medium" / "heavy" for a single step (UniRestorer §8.3 thresholds), else None
+    ``class_index``  index into ``sampler.classes`` (``class_name`` is that entry), for classification heads
+    ``steps``        one ``{"type", "params", "degree"}`` per applied step
+    ``seed``         the sample's own seed: ``sampler(x, seeds=[seed])`` reproduces it
 """
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from anyrestore.degradations import catalog
 from anyrestore.degradations._util import check_image
-from anyrestore.degradations.catalog import DegradationType, check_spec, check_value, draw, get_type, spec_bounds
+from anyrestore.degradations.catalog import DegradationType, check_spec, draw, get_type, spec_bounds
 from anyrestore.errors import ConfigError
 
 
@@ -68,9 +77,6 @@ class Step:
             return None
         u = (params[self.type.primary] - lo) / (hi - lo)
         return "light" if u < 1 / 3 else ("medium" if u < 2 / 3 else "heavy")
-
-    def describe(self) -> dict:
-        return {"type": self.name, "level": self.level, "ranges": self.ranges, "options": self.options}
 
 
 @dataclass

@@ -9,8 +9,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from anyrestore.degradations._util import (GeneratorArg, check_image, filter2d, generators, per_sample, rand, randn,
-                                           smooth)
+from anyrestore.degradations._util import (GeneratorArg, check_image, filter2d, filter_separable, gaussian_1d,
+                                           generators, per_sample, rand, randn, smooth)
 from anyrestore.degradations.blur import gaussian_kernel, motion_kernel
 
 
@@ -195,9 +195,9 @@ def snow_mask(height: int, width: int, *, density: float, radius: float, layers:
         idx = (u[:, 0] * height).long().clamp(max=height - 1) * width + (u[:, 1] * width).long().clamp(max=width - 1)
         impulses.index_put_((idx,), 0.6 + 0.4 * u[:, 2], accumulate=True)
         size = 2 * math.ceil(2 * r) + 1
-        prof = gaussian_kernel(size, r / 2)
-        prof = prof / prof.max()  # peak opacity = the flake's opacity
-        m = filter2d(impulses.view(1, 1, height, width), prof[None], border="constant")
+        prof = gaussian_1d(size, r / 2)
+        prof = prof / prof.max()  # separable profile with peak 1: a flake's peak opacity is its drawn opacity
+        m = filter_separable(impulses.view(1, 1, height, width), prof[None], border="constant")
         streak = rand((2,), generator, "cpu")
         if float(streak[0]) < 0.5:
             length = 2 * r

@@ -149,14 +149,15 @@ def run_protocol(model: nn.Module, protocol: str, *, root: str | Path, device: t
     columns = {}
     for column, names in proto.groups:
         present = [per_bench[n] for n in names if n in per_bench]
+        columns[column] = {"psnr": math.nan, "ssim": math.nan, "complete": False}
         if present:
             columns[column] = {"psnr": sum(b["psnr"] for b in present) / len(present),
                                "ssim": sum(b["ssim"] for b in present) / len(present),
                                "complete": len(present) == len(names)}
-    average = {"psnr": math.nan, "ssim": math.nan}
-    if columns:
-        average = {"psnr": sum(c["psnr"] for c in columns.values()) / len(columns),
-                   "ssim": sum(c["ssim"] for c in columns.values()) / len(columns)}
+    scored = [c for c in columns.values() if not math.isnan(c["psnr"])]
+    average = {"psnr": math.nan, "ssim": math.nan, "columns": len(scored), "of": len(columns)}
+    if scored:
+        average.update(psnr=sum(c["psnr"] for c in scored) / len(scored), ssim=sum(c["ssim"] for c in scored) / len(scored))
     import anyrestore
 
     return {

@@ -87,6 +87,8 @@ class Trainer:
         cfg = self.config
         torch.manual_seed(cfg.seed + self.dist.rank)
         self.objective = build_objective(cfg.objective)
+        if isinstance(self.objective, nn.Module):  # buffers only: learnable parts belong in the model (prepare)
+            self.objective.to(self.device)
         self.model = self._build_model().to(self.device)
         self.model.train()
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -115,6 +117,13 @@ class Trainer:
             raise ConfigError(
                 f"data: an epoch has {len(self.dataset)} samples, fewer than one batch per process "
                 f"({cfg.data.batch_size} × {self.dist.world_size}); raise data.epoch_length")
+        if cfg.val.every > 0 and cfg.val.protocol is not None:
+            from anyrestore.data.benchmarks import check_protocol
+            from anyrestore.data.datasets import DatasetLayoutError
+
+            _, missing = check_protocol(cfg.val.protocol, cfg.val.root or cfg.data_root)
+            if missing:  # refuse now rather than at the first validation, hours into the run
+                raise DatasetLayoutError(f"val.protocol {cfg.val.protocol}: " + "; ".join(missing))
         if self.resume:
             self._load_latest()
         if self.dist.is_main:
@@ -327,8 +336,9 @@ class Trainer:
 
 
 def load_pretrained(model: nn.Module, path: str, *, param_key: str = "auto", strict: bool = True) -> None:
-    """Load weights into ``model`` through the safe checkpoint loader (safetensors or ``weights_only`` pickles)."""
-    from anyrestore.checkpoints import load_into, load_state_dict_file
+    """Load a weights file into ``model`` through :func:`anyrestore.checkpoints.load_model` (safe reading, family
+    detection and renaming restricted to the model's architecture), then copy the weights over."""
+    from anyrestore.checkpoints import load_into, load_model
 
-    state, _ = load_state_dict_file(path, param_key=param_key)
-    load_into(model, state, strict=strict)
+    loaded = load_model(path, param_key=param_key, arch=getattr(model, "arch_name", None), strict=strict)
+    load_into(model, loaded.state_dict(), strict=strict)

@@ -30,8 +30,8 @@ Protocols (:data:`PROTOCOLS`):
 * ``maskdcpt_dn``: ``basicsr`` (uint8 rounding, peak 255), crop 0.
 * ``restormer`` (BasicSR fork of Restormer/NAFNet/RetinexFormer/UniRestorer): PSNR as ``basicsr``; RGB SSIM with a
   3-D 11x11x11 Gaussian (sigma 1.5) over (H, W, C), replicate padding, mean of the full map; Y SSIM with the 2-D
-  Gaussian, replicate padding, full map. Peak always 255 (upstream infers it from the data). Computed in float64
-  (upstream runs the 3-D filter in float32: differences of about 1e-7).
+  Gaussian, replicate padding, full map. Peak always 255 (upstream infers it from the data). Computed in float64;
+  upstream runs the 3-D filter in float32, so its values can differ in the trailing digits.
 * ``matlab_y`` (Restormer deraining / GoPro scripts): Y only, rounded to uint8 levels; PSNR and Gaussian valid SSIM.
 """
 from __future__ import annotations

@@ -34,9 +34,13 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
         cells = []
         for column in columns:
             c = res["columns"].get(column)
-            cells.append(_cell(c["psnr"], c["ssim"]) + ("" if c is None or c.get("complete", True) else "*") if c else "–")
+            if c is None or math.isnan(c["psnr"]):
+                cells.append("–")
+            else:
+                cells.append(_cell(c["psnr"], c["ssim"]) + ("" if c.get("complete", True) else "*"))
         avg = res["average"]
-        rows.append(f"| {res.get('model') or '-'} | " + " | ".join(cells) + f" | {_cell(avg['psnr'], avg['ssim'])} |")
+        partial = "*" if avg.get("columns", 0) < avg.get("of", 0) and not math.isnan(avg["psnr"]) else ""
+        rows.append(f"| {res.get('model') or '-'} | " + " | ".join(cells) + f" | {_cell(avg['psnr'], avg['ssim'])}{partial} |")
     rec = results[0]["record"]
     notes = (f"\nprotocol {results[0]['protocol']}: metric {rec['protocol']}, crop {rec['crop_border']}, "
              f"{rec['channel']}{' (Y: ' + ', '.join(rec['y_channel']) + ')' if rec.get('y_channel') else ''}, "
@@ -46,7 +50,7 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
     if any(r["missing"] for r in results):
         notes += f"; missing: {len(results[0]['missing'])} benchmark(s)"
     if any(not c.get("complete", True) for r in results for c in r["columns"].values()):
-        notes += "; * = column computed on part of its benchmarks"
+        notes += "; * = computed on part of its benchmarks / columns, – = no data"
     return "\n".join(rows) + "\n" + notes + "\n"
 
 
@@ -79,8 +83,19 @@ def write_reports(results: Sequence[dict[str, Any]], out_dir: str | os.PathLike,
     paths = {"markdown": out / f"{stem}.md", "csv": out / f"{stem}.csv", "json": out / f"{stem}.json"}
     _atomic_text(paths["markdown"], markdown_table(results))
     _atomic_text(paths["csv"], csv_text(results))
-    _atomic_text(paths["json"], json.dumps(list(results), indent=1, default=_json_default, allow_nan=True))
+    _atomic_text(paths["json"], json.dumps(_finite(list(results)), indent=1, default=_json_default))
     return paths
+
+
+def _finite(value: Any) -> Any:
+    """NaN -> null and ±inf -> "inf"/"-inf", so the JSON is strict (identical images give PSNR inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:
