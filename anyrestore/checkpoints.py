@@ -8,6 +8,7 @@ Public API:
 * :func:`save_training_weights` — ``params.``/``params_ema.`` prefixed safetensors for training runs.
 * :func:`canonicalize` — unwrap a loaded object into a flat state dict (no file access).
 * :func:`export_state_dict` — a model's weights in a foreign family layout (inverse rename maps).
+* :func:`save_state_dict_file` — a plain ``.safetensors`` / BasicSR ``.pth`` for other software.
 
 Nothing is ever unpickled beyond tensors: ``.safetensors`` goes through safetensors, everything else through
 ``torch.load(weights_only=True)``; a refused global raises :class:`UnsafeCheckpointError` naming it.
@@ -588,11 +589,28 @@ def load_model(
     return model
 
 
-def export_state_dict(model: nn.Module, family: str = "official") -> dict[str, torch.Tensor]:
+def _effective_kwargs(model: nn.Module) -> dict[str, Any]:
+    """Constructor defaults along the class hierarchy (subclass defaults win), overridden by ``arch_kwargs``."""
+    import inspect
+
+    kwargs: dict[str, Any] = {}
+    for cls in reversed(type(model).__mro__):
+        if issubclass(cls, nn.Module) and cls is not nn.Module and "__init__" in vars(cls):
+            for param in inspect.signature(cls.__init__).parameters.values():
+                if param.kind is param.KEYWORD_ONLY and param.default is not param.empty:
+                    kwargs[param.name] = param.default
+    kwargs.update(getattr(model, "arch_kwargs", {}))
+    return kwargs
+
+
+def export_state_dict(model: nn.Module, family: str = "official", *, check: bool = True) -> dict[str, torch.Tensor]:
     """The model's weights in a family's file layout (inverse rename map), e.g. to write a MaskDCPT-style file.
 
+    With ``check`` the family's own hyper-parameter inference is run on the result and must give back the model's
+    values (for example a NAFNet with LN eps 1e-6 is refused as ``maskdcpt``, whose code would run it with 1e-5).
+
     Raises:
-        AnyRestoreError: the architecture has no such family or it cannot be exported.
+        AnyRestoreError: the architecture has no such family, or the exported file would not reproduce the model.
     """
     _ensure_loaded()
     arch = getattr(model, "arch_name", None)
@@ -600,4 +618,35 @@ def export_state_dict(model: nn.Module, family: str = "official") -> dict[str, t
     if fam is None or fam.from_canonical is None:
         known = sorted({f.family for f in FAMILIES if f.arch == arch and f.from_canonical is not None})
         raise AnyRestoreError(f"cannot export {arch!r} as family {family!r}; exportable: {', '.join(known) or 'none'}")
-    return fam.from_canonical(model.state_dict())
+    sd = fam.from_canonical(model.state_dict())
+    if check:
+        inferred = _jsonable(fam.infer_kwargs(sd))
+        ours = _jsonable(_effective_kwargs(model))
+        differ = [f"{k}={ours[k]!r} (family {family} implies {inferred[k]!r})"
+                  for k in sorted(set(inferred) & set(ours)) if inferred[k] != ours[k]]
+        if differ:
+            raise AnyRestoreError(f"{arch} cannot be exported as {family} without changing its numerics: "
+                                  + "; ".join(differ))
+    return sd
+
+
+def save_state_dict_file(sd: Mapping[str, torch.Tensor], path: str | os.PathLike, **metadata: Any) -> Path:
+    """Write a plain state dict: ``.safetensors`` (flat, string metadata) or ``.pth`` (BasicSR ``{'params': sd}``),
+    atomically. This is the export path for other software; :func:`save_model` writes anyrestore's own format."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        _atomic_save(_tensors_for_safetensors(sd), _str_metadata(metadata), path)
+        return path
+    if path.suffix not in (".pth", ".pt"):
+        raise ValueError(f"output must be .safetensors, .pth or .pt, got {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save({"params": {k: v.detach().cpu().contiguous() for k, v in sd.items()}}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

@@ -87,6 +87,17 @@ def test_restormer_maskdcpt_against_withbias_reference():
         torch.testing.assert_close(ours(x), ref(x), **TOL)
 
 
+def test_lora_restormer_after_merge():
+    from anyrestore.archs.restormer import merge_lora_state_dict
+
+    ours = randomize_(build_model("lora_restormer", **RESTORMER)).eval()
+    ref = _restormer_ref(LayerNorm_type="WithBias", bias=False, **RESTORMER).eval()
+    ref.load_state_dict(merge_lora_state_dict(ours.state_dict(), scaling=2.0), strict=True)
+    x = image(32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), **TOL)
+
+
 @pytest.mark.parametrize("dim,bias,layernorm", [(704, False, "WithBias"), (320, False, "WithBias"),
                                                  (160, False, "WithBias"), (160, True, "torch"),
                                                  (96, False, "BiasFree")])

@@ -133,3 +133,19 @@ def test_maskdcpt_hook_points_all_visible_is_exact_noop(name, expected):
         out = model(x)
     assert len(handles) == expected
     assert torch.equal(out, ref)
+
+
+def test_lora_restormer_is_identity_at_init_and_merges_exactly():
+    from anyrestore.archs.restormer import merge_lora_state_dict
+
+    tiny = dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2))
+    lora = build_model("lora_restormer", **tiny).eval()
+    plain = build_model("restormer", **tiny).eval()
+    plain.load_state_dict(merge_lora_state_dict(lora.state_dict()))  # lora_B = 0 at init: merge = base weights
+    x = image(32, 32)
+    with torch.no_grad():
+        assert torch.equal(lora(x), plain(x))
+        randomize_(lora, seed=3)
+        plain.load_state_dict(merge_lora_state_dict(lora.state_dict(), scaling=2.0))
+        torch.testing.assert_close(lora(x), plain(x), rtol=0, atol=1e-5)
+        assert (lora(x) - plain(x)).abs().max() < (lora(x) - rnd("restormer", **tiny)(x)).abs().max()

@@ -18,6 +18,7 @@ CASES = {
     "nafnet": dict(width=8, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1)),
     "nafnet_local": dict(width=8, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1), train_size=16),
     "restormer": dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2)),
+    "lora_restormer": dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2), lora_rank=2),
     "promptir": TINY_PROMPT,
     "ram_promptir": TINY_PROMPT,
     "maskdcpt_promptir": TINY_PROMPT,

@@ -17,6 +17,7 @@ COUNTS = [
     ("restormer", 26_126_644, 494),
     ("restormer-biasfree", 26_111_668, 406),
     ("restormer-maskdcpt", 26_126_644, 494),
+    ("restormer-lora", 31_771_300, 1_042),
     ("promptir", 35_592_263, 548),
     ("promptir-ram", 35_376_967, 542),
     ("promptir-maskdcpt", 35_539_290, 830),
@@ -135,3 +136,14 @@ def test_presets_carry_metadata():
     assert build_model("nafnet-tiny").meta.mean is None
     assert get_preset("promptir").meta.pad_multiple == 8
     assert get_preset("restormer-tiny").meta.pad_multiple == 8
+
+
+def test_lora_restormer_shapes():
+    sd = _shapes(meta_model("restormer-lora").state_dict())
+    assert sd["patch_embed.proj.conv.weight"] == (48, 3, 3, 3)
+    assert sd["patch_embed.proj.lora_A"] == (24, 9) and sd["patch_embed.proj.lora_B"] == (144, 24)
+    assert sd["encoder_level1.0.attn.qkv.lora_A"] == (8, 48) and sd["encoder_level1.0.attn.qkv.lora_B"] == (144, 8)
+    assert sd["encoder_level1.0.attn.qkv_dwconv.lora_A"] == (24, 432)
+    assert sd["encoder_level1.0.attn.qkv_dwconv.lora_B"] == (3, 24)
+    assert sd["up4_3.body.0.lora_A"] == (24, 1152) and sd["up4_3.body.0.lora_B"] == (2304, 24)
+    assert not any(k.endswith(".weight") and not k.endswith(("conv.weight", "body.weight")) for k in sd)

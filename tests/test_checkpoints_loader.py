@@ -107,10 +107,11 @@ def test_lightning_checkpoint_is_promptir_lightning(tmp_path):
 def test_unsafe_pickle_is_refused_with_the_global_named(tmp_path):
     path = tmp_path / "bad.pth"
     torch.save({"params": build_model("nafnet-tiny").state_dict(), "opt": argparse.Namespace(lr=1)}, path)
-    with pytest.raises(UnsafeCheckpointError, match=r"argparse\.Namespace"):
-        C.load_model(path)
-    loaded = C.load_model(path, allow_globals=[argparse.Namespace])  # explicit opt-in only
-    assert loaded.arch_name == "nafnet"
+    for param_key in ("auto", "params"):  # no silent fallback to full unpickling, whatever is asked
+        with pytest.raises(UnsafeCheckpointError, match=r"refused global: argparse\.Namespace.*allow_globals"):
+            C.load_model(path, param_key=param_key)
+    with pytest.raises(UnsafeCheckpointError):
+        C.load_state_dict_file(path)
 
 
 def test_unreadable_files(tmp_path):
@@ -147,12 +148,18 @@ ROUND_TRIPS = [
     ("restormer-tiny", {"layernorm": "torch"}, "maskdcpt", "restormer"),
     ("promptir-tiny", {}, "official", "promptir"),
     ("promptir-ram-tiny", {}, "ram", "ram_promptir"),
+    ("restormer-tiny", {"lora_rank": 2}, "official", "restormer"),
 ]
 
 
 @pytest.mark.parametrize("preset,kwargs,family,arch", ROUND_TRIPS)
 def test_family_export_detect_load_round_trip(tmp_path, preset, kwargs, family, arch):
-    model = rnd(preset, **kwargs)
+    if "lora_rank" in kwargs:  # LoRA-Restormer: the tiny Restormer config through the lora_restormer arch
+        base = dict(build_model(preset).arch_kwargs)
+        model = randomize_(build_model("lora_restormer", **base, **kwargs)).eval()
+        arch = "lora_restormer"
+    else:
+        model = rnd(preset, **kwargs)
     exported = C.export_state_dict(model, family)
     path = tmp_path / "f.pth"
     torch.save({"params": exported}, path)
@@ -232,6 +239,7 @@ FULL = [
     ("promptir", "official", "promptir", {"unused_modules": True}),
     ("promptir-ram", "ram", "ram_promptir", {}),
     ("promptir-maskdcpt", "maskdcpt", "maskdcpt_promptir", {"bias": True}),
+    ("restormer-lora", "official", "lora_restormer", {"lora_rank": 8, "lora_alpha": 16.0}),
 ]
 
 
@@ -255,7 +263,7 @@ def test_every_family_of_this_zoo_is_registered():
     names = {(f.arch, f.family) for f in FAMILIES}
     assert {("nafnet", "official"), ("nafnet_local", "official"), ("nafnet", "maskdcpt"), ("restormer", "official"),
             ("restormer", "maskdcpt"), ("promptir", "official"), ("ram_promptir", "ram"),
-            ("maskdcpt_promptir", "maskdcpt")} <= names
+            ("maskdcpt_promptir", "maskdcpt"), ("lora_restormer", "official")} <= names
 
 
 # ------------------------------------------------------------------ convert CLI
@@ -287,3 +295,23 @@ def test_convert_cli_writes_our_format(tmp_path, capsys):
         _convert([str(src), str(out)])
     with pytest.raises(ConfigError, match="safetensors"):
         _convert([str(src), str(tmp_path / "out.pth")])
+
+
+def test_convert_cli_exports_a_family_layout(tmp_path):
+    model = rnd("nafnet-tiny", ln_eps=1e-5, pad_mode="reflect")
+    src = tmp_path / "ours.safetensors"
+    C.save_model(model, src)
+    out = tmp_path / "nafnet_maskdcpt.pth"
+    assert _convert([str(src), str(out), "--to", "maskdcpt"]) == 0
+    raw = torch.load(out, weights_only=True)
+    assert set(raw) == {"params"} and "encoders.0.blocks.0.conv1.weight" in raw["params"]
+    back = C.load_model(out)
+    assert back.checkpoint_info["family"] == "maskdcpt" and same_output(back, model)
+    official = tmp_path / "plain.safetensors"
+    C.save_model(rnd("nafnet-tiny"), official)
+    from anyrestore.errors import AnyRestoreError
+
+    with pytest.raises(AnyRestoreError, match="ln_eps=1e-06 .*implies 1e-05"):
+        _convert([str(official), str(tmp_path / "x.pth"), "--to", "maskdcpt"])
+    with pytest.raises(AnyRestoreError, match="cannot export 'nafnet' as family 'ram'"):
+        _convert([str(official), str(tmp_path / "y.safetensors"), "--to", "ram"])

@@ -137,7 +137,7 @@ class NAFNet(nn.Module):
         return pad_to_multiple(x, self.pad_multiple, self.pad_mode)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Padded input -> last decoder features (B, width, H', W') at the padded resolution."""
+        """Input (any size; padded here) -> last decoder features (B, width, H', W') at the padded size."""
         f = self.intro(self._pad(x))
         skips = []
         for encoder, down in zip(self.encoders, self.downs):

@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.archs.blocks import (
@@ -124,6 +127,68 @@ class Restormer(nn.Module):
         return self.decode_head(self.encode(x), x, True)
 
 
+class LoRAConv2d(nn.Module):
+    """A conv plus a low-rank update, key-compatible with ``loralib.ConvLoRA`` (unirestorer.md §5.3).
+
+    weight = conv.weight + reshape(lora_B @ lora_A, conv.weight.shape) * alpha / rank, with
+    lora_A (rank*k, C_in*k) Kaiming-uniform and lora_B (C_out/groups*k, rank*k) zero-initialised (ΔW = 0 at init).
+    """
+
+    def __init__(self, conv: nn.Conv2d, *, rank: int = 8, alpha: float = 16.0) -> None:
+        super().__init__()
+        if rank <= 0:
+            raise ValueError(f"LoRA rank must be positive, got {rank}")
+        k = conv.kernel_size[0]
+        self.conv = conv
+        self.scaling = alpha / rank
+        self.lora_A = nn.Parameter(torch.zeros(rank * k, conv.in_channels * k))
+        self.lora_B = nn.Parameter(torch.zeros(conv.out_channels // conv.groups * k, rank * k))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+
+    def merged_weight(self) -> torch.Tensor:
+        return self.conv.weight + (self.lora_B @ self.lora_A).view(self.conv.weight.shape) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.conv
+        return F.conv2d(x, self.merged_weight(), c.bias, c.stride, c.padding, c.dilation, c.groups)
+
+
+@register_arch("lora_restormer")
+class LoRARestormer(Restormer):
+    """Restormer with every conv wrapped by :class:`LoRAConv2d` (UniRestorer's CAR experts; backbones.md §3.3).
+
+    Args:
+        lora_rank, lora_alpha: LoRA rank r and alpha (scale alpha/r; UniRestorer: 8, 16).
+        Other arguments as :class:`Restormer`.
+    """
+
+    def __init__(self, *, lora_rank: int = 8, lora_alpha: float = 16.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        convs = [(name, m) for name, m in self.named_modules() if isinstance(m, nn.Conv2d)]
+        for name, conv in convs:
+            parent_name, _, child = name.rpartition(".")
+            parent = self.get_submodule(parent_name) if parent_name else self
+            setattr(parent, child, LoRAConv2d(conv, rank=lora_rank, alpha=lora_alpha))
+
+
+def merge_lora_state_dict(sd: Mapping[str, torch.Tensor], *, scaling: float = 2.0) -> dict[str, torch.Tensor]:
+    """A LoRA-Restormer state dict -> a plain Restormer one: ``<m>.conv.weight`` + ΔW -> ``<m>.weight``, ``lora_*``
+    dropped, everything else unchanged (merge exactly once)."""
+    out = {}
+    for key, value in sd.items():
+        if key.endswith((".lora_A", ".lora_B")):
+            continue
+        if key.endswith(".conv.weight") and f"{key[:-12]}.lora_A" in sd:
+            module = key[:-12]
+            delta = (sd[f"{module}.lora_B"] @ sd[f"{module}.lora_A"]).view(value.shape) * scaling
+            out[f"{module}.weight"] = value + delta
+        elif key.endswith(".conv.bias") and f"{key[:-10]}.lora_A" in sd:
+            out[f"{key[:-10]}.bias"] = value
+        else:
+            out[key] = value
+    return out
+
+
 # ---------------------------------------------------------------- presets
 
 register_preset("restormer", "restormer", description="Restormer, WithBias LN (deraining/deblurring releases, 26.1 M)",
@@ -132,6 +197,8 @@ register_preset("restormer-biasfree", "restormer", description="Restormer, BiasF
                 pad_multiple=8, layernorm="BiasFree")
 register_preset("restormer-maskdcpt", "restormer", description="Restormer as released by MaskDCPT (nn.LayerNorm)",
                 pad_multiple=8, layernorm="torch")
+register_preset("restormer-lora", "lora_restormer",
+                description="LoRA-Restormer (r 8, alpha 16), UniRestorer CAR experts", pad_multiple=8)
 register_preset("restormer-tiny", "restormer", description="tiny Restormer for tests and smoke runs",
                 pad_multiple=8, dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 1, 2, 2))
 
@@ -157,7 +224,9 @@ def stage_depth(sd: Mapping[str, Any], stage: str) -> int:
 
 def ffn_factor(dim: int, hidden: int) -> float:
     """A factor f with int(dim * f) == hidden; 2.66 when that is the upstream value."""
-    return 2.66 if int(dim * 2.66) == hidden else (hidden + 0.5) / dim
+    if int(dim * 2.66) == hidden:
+        return 2.66
+    return hidden / dim if hidden % dim == 0 else (hidden + 0.5) / dim
 
 
 def restormer_kwargs(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -181,6 +250,16 @@ def restormer_kwargs(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     }
 
 
+def _is_lora(sd: Mapping[str, torch.Tensor]) -> bool:
+    return "patch_embed.proj.lora_A" in sd and "patch_embed.proj.conv.weight" in sd and "prompt1.prompt_param" not in sd
+
+
+def _lora_kwargs(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    kwargs = restormer_kwargs(merge_lora_state_dict(sd))
+    # qkv is 1x1: lora_A is (rank, C_in); alpha is not stored in a file: UniRestorer's 16
+    return {**kwargs, "lora_rank": int(sd["encoder_level1.0.attn.qkv.lora_A"].shape[0]), "lora_alpha": 16.0}
+
+
 def _is_official(sd: Mapping[str, torch.Tensor]) -> bool:
     return ("patch_embed.proj.weight" in sd and "encoder_level1.0.norm1.body.weight" in sd
             and "prompt1.prompt_param" not in sd)
@@ -202,3 +281,5 @@ register_family(CheckpointFamily(arch="restormer", family="maskdcpt", detect=_is
                                  infer_kwargs=_maskdcpt_kwargs,
                                  to_canonical=lambda sd: rename_keys(sd, MASKDCPT_TO_CANON),
                                  from_canonical=lambda sd: rename_keys(sd, CANON_TO_MASKDCPT), meta=_META, priority=10))
+register_family(CheckpointFamily(arch="lora_restormer", family="official", detect=_is_lora, infer_kwargs=_lora_kwargs,
+                                 from_canonical=dict, meta=_META, priority=15))
