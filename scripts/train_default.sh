@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Reproduces anyrestore/weights/default.safetensors from scratch, offline, with the RAM pipeline:
+#   0. data: Debian wallpaper photographs (apt-get download + dpkg-deb -x) and 600 seeded dead-leaves images
+#   1. mask pre-training      configs/default/pretrain.yaml   (RAM stage 1)
+#   2. MAC layer ranking      anyrestore mac                   (RAM stage 2)
+#   3. selective fine-tuning  configs/default/finetune.yaml   (RAM stage 3, top 30 % of layers)
+#   4. short full fine-tune   configs/default/full.yaml       (optional; kept only if benchmarks say it helps)
+#   5. quality report         benchmarks/default_model.py on the held-out photos
+# Iterations can be scaled for the machine at hand: PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... bash scripts/train_default.sh
+# Every stage resumes from its latest checkpoint when re-run (--resume), so an interrupted run loses nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PRETRAIN_ITERS=${PRETRAIN_ITERS:-2500}
+FINETUNE_ITERS=${FINETUNE_ITERS:-1500}
+FULL_ITERS=${FULL_ITERS:-1000}
+RUNS=${RUNS:-runs}
+
+latest() {  # weights file of a run's latest checkpoint
+  python -c "import json,sys; d=sys.argv[1]; print(d + '/ckpt/' + json.load(open(d + '/ckpt/latest.json'))['weights'])" "$1"
+}
+train() {  # recipe run-dir overrides...
+  local recipe=$1 dir=$2; shift 2
+  if [ -f "$dir/ckpt/latest.json" ]; then resume=--resume; else resume=; fi
+  [ -f "$dir/done.txt" ] || anyrestore train "$recipe" --run-dir "$dir" $resume "$@"
+}
+
+[ -d data_cache/default_photos/train ] || python scripts/prepare_default_photos.py -o data_cache/default_photos
+python scripts/make_dead_leaves.py -o data_cache/dead_leaves --count 600 --size 192
+
+train configs/default/pretrain.yaml "$RUNS/default-pretrain" train.iterations="$PRETRAIN_ITERS"
+PRETRAINED=$(latest "$RUNS/default-pretrain")
+
+[ -f "$RUNS/default-mac/ranking.json" ] || anyrestore mac --model "$PRETRAINED" --param-key params \
+  --data data_cache/default_photos/train+ram-paper --images 4 --steps 50 --crop 64 --seed 0 -o "$RUNS/default-mac"
+
+train configs/default/finetune.yaml "$RUNS/default-finetune" train.iterations="$FINETUNE_ITERS" \
+  model.pretrained="$PRETRAINED" objective.ranking="$RUNS/default-mac"
+train configs/default/full.yaml "$RUNS/default-full" train.iterations="$FULL_ITERS" \
+  model.pretrained="$RUNS/default-finetune/model.safetensors"
+
+for stage in finetune full; do
+  python benchmarks/default_model.py --model "$RUNS/default-$stage/model.safetensors" \
+    --json "$RUNS/default-$stage/quality.json" --markdown "$RUNS/default-$stage/quality.md"
+done
+echo "Compare $RUNS/default-finetune/quality.md and $RUNS/default-full/quality.md, then copy the better"
+echo "model.safetensors to anyrestore/weights/default.safetensors and update anyrestore/weights/README.md."
