@@ -17,7 +17,7 @@ from anyrestore.errors import AnyRestoreError, UnknownModelError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
-_CACHE: dict[tuple[str, str], nn.Module] = {}
+_CACHE: dict[tuple[str, str, int | None], nn.Module] = {}
 
 
 class InputTypeError(AnyRestoreError, TypeError):
@@ -29,7 +29,8 @@ def default_model_spec() -> str:
     return "default" if (WEIGHTS_DIR / "default.safetensors").is_file() else "classical"
 
 
-def load_model(spec: str | os.PathLike | None = None, *, device: str | torch.device | None = None) -> nn.Module:
+def load_model(spec: str | os.PathLike | None = None, *, device: str | torch.device | None = None,
+               trust: bool = False) -> nn.Module:
     """Load a restoration model by name or file, in eval mode on ``device`` (auto: cuda, mps, cpu).
 
     ``spec`` is resolved in this order:
@@ -40,6 +41,9 @@ def load_model(spec: str | os.PathLike | None = None, *, device: str | torch.dev
     3. a name with a bundled file ``anyrestore/weights/<name>.safetensors`` -> that file;
     4. a registered preset that needs no weights (zero parameters, e.g. ``classical``) -> built directly.
 
+    ``trust=True`` allows full unpickling of a checkpoint file the caller vouches for (see
+    :func:`anyrestore.checkpoints.read_checkpoint`); never needed for plain weight files.
+
     Raises:
         UnknownModelError: unknown name, missing file, or a trainable preset without bundled weights.
     """
@@ -47,7 +51,7 @@ def load_model(spec: str | os.PathLike | None = None, *, device: str | torch.dev
 
     dev = select_device(device)
     spec = default_model_spec() if spec is None else spec
-    model = _resolve(spec)
+    model = _resolve(spec, trust=trust)
     return model.to(dev).eval()
 
 
@@ -144,7 +148,10 @@ def _cached_model(spec, device) -> nn.Module:
     from anyrestore.inference.predictor import select_device
 
     spec = default_model_spec() if spec is None else spec
-    key = (str(spec), str(select_device(device)))
+    path = Path(spec)
+    # a file rewritten since it was cached (e.g. a new training checkpoint) must be read again
+    version = path.stat().st_mtime_ns if path.is_file() else None
+    key = (str(spec), str(select_device(device)), None)
     if key not in _CACHE:
         if len(_CACHE) >= 2:
             _CACHE.pop(next(iter(_CACHE)))
@@ -152,14 +159,14 @@ def _cached_model(spec, device) -> nn.Module:
     return _CACHE[key]
 
 
-def _resolve(spec: str | os.PathLike) -> nn.Module:
+def _resolve(spec: str | os.PathLike, *, trust: bool = False) -> nn.Module:
     from anyrestore.archs.registry import build_model, get_preset
 
     path = Path(spec)
     if path.is_file():
         from anyrestore.checkpoints import load_model as load_checkpoint_model
 
-        return load_checkpoint_model(path)
+        return load_checkpoint_model(path, trust=trust)
     name = str(spec)
     bundled = WEIGHTS_DIR / f"{name}.safetensors"
     if bundled.is_file():

@@ -88,6 +88,19 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, metadata
 
 
+def _read_failure_detail(exc: Exception) -> str:
+    """One line saying why torch could not read a file. torch's weights-only failures open with generic advice to
+    turn the safety off, which is wrong for a file that is simply not a checkpoint; the real cause comes later."""
+    message = str(exc).strip()
+    if isinstance(exc, EOFError) or not message:
+        return "the file is empty or truncated" if isinstance(exc, EOFError) else type(exc).__name__
+    marker = "WeightsUnpickler error:"
+    if marker in message:
+        cause = message.split(marker, 1)[1].strip().splitlines()
+        return f"not a PyTorch weights file ({cause[0].strip() if cause else 'unreadable pickle'})"
+    return message.splitlines()[0]
+
+
 def _refused_globals(message: str) -> list[str]:
     return sorted(set(re.findall(r"GLOBAL ([\w.]+)", message))) or sorted(
         set(re.findall(r"Unsupported global: ([\w.]+)", message))
@@ -130,8 +143,7 @@ def read_checkpoint(
                 f"{path.name} needs pickled code to load (refused global: {', '.join(refused)}); if you trust the "
                 "file, allow those classes with allow_globals=[...] or pass trust=True / --trust-checkpoint"
             ) from None
-        first_line = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
-        raise CheckpointReadError(f"cannot read checkpoint {path.name}: {first_line}") from None
+        raise CheckpointReadError(f"cannot read checkpoint {path.name}: {_read_failure_detail(exc)}") from None
 
 
 def _is_state_dict(obj: Any) -> bool:

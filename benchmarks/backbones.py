@@ -3,11 +3,13 @@
     python benchmarks/backbones.py                                  # short default: 2 presets x 256², 512²
     python benchmarks/backbones.py --presets nafnet-w64,restormer,promptir --sizes 256,512 --threads 2
     python benchmarks/backbones.py --device cuda --presets restormer --sizes 512,1024
+    python benchmarks/backbones.py --device cuda --precision fp16 --presets swinir-denoise,retinexformer  # AMP
 
 Every measurement runs in a fresh subprocess so the peak-memory numbers do not mix. CPU peak = rise of the
 process's resident-set high-water mark during the timed forwards (model weights excluded); CUDA peak =
 ``torch.cuda.max_memory_allocated`` minus the memory held before the forward. Time = median of ``--repeat`` runs
-after one warm-up, fp32, eval, ``torch.inference_mode``. Weights are random (speed does not depend on them).
+after one warm-up, eval, ``torch.inference_mode``, fp32 or ``--precision`` autocast for both sides. Weights are
+random (speed does not depend on them).
 The reference columns need the test-only ``spandrel`` / ``spandrel_extra_arches`` packages; without them they
 read ``-``.
 """
@@ -46,10 +48,14 @@ def _stub_torchvision() -> None:
     sys.modules.update({"torchvision": tv, "torchvision.transforms": tr, "torchvision.transforms.functional": fn})
 
 
-def reference_model(model):
-    """The spandrel module equivalent to ``model`` (same state dict), or None."""
+def reference_model(model, size: int | None = None):
+    """The spandrel module equivalent to ``model`` (same state dict) on ``size``² inputs, or None."""
+    from anyrestore.errors import AnyRestoreError
+
     _stub_torchvision()
     kw = model.arch_kwargs
+    if model.arch_name == "nafnet_local" and size is not None and size > 1.5 * min(model.train_size):
+        return None  # TLC's local pooling is active there: spandrel's (global-pooling) NAFNet is another function
     try:
         if model.arch_name in ("nafnet", "nafnet_local") and kw.get("ln_eps", 1e-6) == 1e-6:
             from spandrel.architectures.NAFNet import NAFNet
@@ -67,9 +73,16 @@ def reference_model(model):
                             heads=list(kw.get("heads", [1, 2, 4, 8])),
                             ffn_expansion_factor=kw.get("ffn_expansion_factor", 2.66), bias=kw.get("bias", False),
                             LayerNorm_type=kw.get("layernorm", "WithBias"), dual_pixel_task=False)
+        elif model.arch_name in ("swinir", "retinexformer"):
+            # spandrel detects these from our official-layout export and builds its own module from the keys
+            from spandrel import ModelLoader
+
+            from anyrestore.checkpoints import export_state_dict
+
+            return ModelLoader().load_from_state_dict(export_state_dict(model, "official")).model
         else:
             return None
-    except ImportError:
+    except (ImportError, AnyRestoreError):  # no spandrel, or a config the official layout cannot express
         return None
     ref.load_state_dict(model.state_dict(), strict=True)
     return ref
@@ -87,7 +100,19 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def child(preset: str, impl: str, size: int, repeat: int, device: str, threads: int) -> dict:
+def _autocast(device: str, precision: str):
+    import contextlib
+
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+def child(preset: str, impl: str, size: int, repeat: int, device: str, threads: int,
+          precision: str = "fp32") -> dict:
     """``impl`` ``ours``/``spandrel``: peak memory of one forward; ``time``: interleaved timing of ours and the
     reference (when one exists); ``time-ours``: timing of ours only."""
     import torch
@@ -98,7 +123,7 @@ def child(preset: str, impl: str, size: int, repeat: int, device: str, threads: 
     ours = build_model(preset).eval()
     models = {"ours": ours}
     if impl in ("spandrel", "time"):
-        ref = reference_model(ours)
+        ref = reference_model(ours, size)
         if ref is not None:
             models["spandrel"] = ref.eval()
     if impl == "spandrel":
@@ -108,7 +133,7 @@ def child(preset: str, impl: str, size: int, repeat: int, device: str, threads: 
     models = {name: m.to(device) for name, m in models.items()}
     params = sum(p.numel() for p in ours.parameters())
     x = torch.rand(1, 3, size, size, device=device)  # sizes are multiples of 16: no reference needs padding
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(device, precision):
         for m in models.values():
             m(x)
         _sync(device)
@@ -138,7 +163,7 @@ def child(preset: str, impl: str, size: int, repeat: int, device: str, threads: 
 
 def measure(preset: str, impl: str, size: int, args) -> dict:
     cmd = [sys.executable, __file__, "--child", preset, impl, str(size), "--repeat", str(args.repeat),
-           "--device", args.device, "--threads", str(args.threads)]
+           "--device", args.device, "--threads", str(args.threads), "--precision", args.precision]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -154,15 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="timed forwards per cell (median; default 2)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                        help="autocast precision for ours and the reference alike (default fp32; fp16/bf16 = AMP)")
     parser.add_argument("--no-reference", action="store_true", help="skip the spandrel columns")
     parser.add_argument("--child", nargs=3, metavar=("PRESET", "IMPL", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         preset, impl, size = args.child
-        print(json.dumps(child(preset, impl, int(size), args.repeat, args.device, args.threads)))
+        print(json.dumps(child(preset, impl, int(size), args.repeat, args.device, args.threads, args.precision)))
         return 0
 
-    print(f"device {args.device}, {args.threads} threads, fp32, median of {args.repeat} after 1 warm-up")
+    print(f"device {args.device}, {args.threads} threads, {args.precision}, median of {args.repeat} after 1 warm-up")
     header = (f"{'preset':<20} {'params':>11} {'size':>6} {'ours s':>8} {'s/MP':>6} {'ours MB':>8} "
               f"{'spandrel s':>10} {'spandrel MB':>11} {'time ratio':>10}")
     print(header)

@@ -120,6 +120,9 @@ def test_test_cli_prints_table_and_writes_csv_json(tmp_path, capsys):
     code = main(["test", "ram-7task", "--model", str(weights), "--root", str(root), "--out", str(out)])
     assert code == 2
     assert "benchmark(s) of ram-7task missing" in capsys.readouterr().err
+    assert main(["test", "promptir-3task", "--model", str(weights), "--root", str(root), "--limit", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--limit must be >= 1" in err and "\n" not in err
 
 
 def test_skip_missing_reports_partial_table_and_strict_json(tmp_path, capsys):
@@ -141,3 +144,34 @@ def test_skip_missing_reports_partial_table_and_strict_json(tmp_path, capsys):
     data = json.loads((out / "ram-7task.json").read_text(), parse_constant=refuse)[0]
     assert data["columns"]["SOTS"]["psnr"] is None and data["columns"]["Rain13k"]["complete"] is False
     assert data["record"]["crop_border"] == 4 and len(data["missing"]) == 12
+
+
+def test_lsdir_val_centre_crop_then_ram_blur_and_jpeg(tmp_path):
+    import cv2
+
+    from anyrestore.io import read_image
+
+    big, small = img(600, 530), img(300, 280)
+    write_png(tmp_path / "LSDIR-val/0001000/big.png", big)
+    write_png(tmp_path / "LSDIR-val/0001000/small.png", small)
+    proto = get_protocol("ram-7task")
+    for bench, check in (("lsdir-val-blur", "blur"), ("lsdir-val-jpeg", "jpeg")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            resolved = resolve_benchmark(bench, tmp_path)
+        samples = {name: (lq, gt) for name, lq, gt in iter_samples(resolved, proto)}
+        assert len(samples) == 2
+        (lq_big, gt_big), = [v for k, v in samples.items() if k.endswith("big")]
+        (lq_small, gt_small), = [v for k, v in samples.items() if k.endswith("small")]
+        full = read_image(tmp_path / "LSDIR-val/0001000/big.png")
+        # ram.md §7.1: centre 512 crop first (skipped when a side is < 512), degradation after the crop
+        assert torch.equal(gt_big, full[:, 44:556, 9:521]) and gt_small.shape == (3, 300, 280)
+        for lq, gt in ((lq_big, gt_big), (lq_small, gt_small)):
+            arr = gt.permute(1, 2, 0).numpy() * 255
+            if check == "blur":
+                ref = cv2.GaussianBlur(arr, (15, 15), 2.0, borderType=cv2.BORDER_REFLECT_101)
+                assert np.abs(lq.permute(1, 2, 0).numpy() * 255 - ref).max() < 1e-3
+            else:
+                _, buf = cv2.imencode(".jpg", np.round(arr).astype(np.uint8)[..., ::-1].copy(), [cv2.IMWRITE_JPEG_QUALITY, 50])
+                ref = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32)
+                assert np.abs(lq.permute(1, 2, 0).numpy() * 255 - ref).max() <= 1 + 1e-3

@@ -65,7 +65,7 @@ def test_batches_do_not_depend_on_worker_count():
         return [b["lq"] for b in loader]
 
     single, multi = run(0), run(2)
-    assert all(torch.equal(x, y) for x, y in zip(single, multi))
+    assert len(single) == len(multi) == 4 and all(torch.equal(x, y) for x, y in zip(single, multi))
 
 
 def test_worker_seeds_differ_by_epoch_rank_worker():

@@ -55,6 +55,9 @@ def test_degrade_params_and_mixtures(tmp_path, photo):
     (["--type", "noise", "--param", "sigma=400"], "out of range"),
     (["--type", "jpeg", "--level", "loud"], "unknown level"),
     (["--type", "noise", "--param", "sigma"], "K=V"),
+    (["--type", "noise", "--level", "25", "--param", "sigma=3"], "fixed by level '25'"),
+    (["--type", "blur+noise", "--level", "high"], "--level works with a single type name"),
+    (["--type", "default-model", "--level", "25"], "preset 'default-model' takes no ':' argument"),
 ])
 def test_errors_are_one_line_exit_2(tmp_path, photo, capsys, argv, needle):
     code = main(["degrade", str(photo), "-o", str(tmp_path / "x")] + argv)
@@ -66,6 +69,10 @@ def test_errors_are_one_line_exit_2(tmp_path, photo, capsys, argv, needle):
 def test_missing_input_is_an_error(tmp_path, capsys):
     assert main(["degrade", str(tmp_path / "nope.png"), "-o", str(tmp_path), "--type", "noise"]) == 2
     assert "not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    assert main(["degrade", str(tmp_path / "empty"), "-o", str(tmp_path / "out"), "--type", "noise"]) == 2
+    assert "no images found in" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_sheet_renders_every_type(tmp_path, photo):

@@ -202,6 +202,7 @@ def test_every_catalog_type_has_levels_within_limits():
     ({"type": "noise", "quantize": "ceil"}, "quantize"),
     ({"type": "blur", "kernel_size": 14}, "odd"),
     ("unirestorer-in:H-X", "unknown UniRestorer combination"),
+    ("ram-paper:high", "takes no ':' argument"),
     ({"chain": ["noise"], "gates": [0.0]}, "never degrade"),
     ({"nothing": 1}, "needs .type."),
     ({"preset": "ram-paper", "x": 1}, "takes no other keys"),
@@ -217,3 +218,43 @@ def test_dict_specs():
     assert s.classes == ("noise", "car")
     c = build_sampler({"chain": ["blur:low", "noise:low"], "gates": [1.0, 0.5]})
     assert set(c.classes) == {"blur", "blur+noise"}
+
+
+def test_ram_paper_ranges():
+    sampler = build_sampler("ram-paper")
+    x = torch.rand(96, 3, 16, 16, generator=g(1))
+    lq, labels = sampler(x, g(1))
+    seen = set()
+    for i, lab in enumerate(labels):
+        p = lab["params"]
+        seen.add(lab["type"])
+        if lab["type"] == "noise":  # ram.md D5 paper: σ ∈ (0, 50], continuous, uint8 truncation kept
+            assert 0 <= p["sigma"] <= 50
+            assert torch.allclose(lq[i] * 255, (lq[i] * 255).round(), atol=1e-3)
+        elif lab["type"] == "blur":  # σ ∈ [0.1, 3.1], 15×15 kernel
+            assert p["kernel_size"] == 15 and 0.1 <= p["sigma"] <= 3.1
+        else:  # q ∈ [20, 90], integer
+            assert lab["type"] == "jpeg" and p["quality"] == int(p["quality"]) and 20 <= p["quality"] <= 90
+    assert seen == {"noise", "blur", "jpeg"}
+    sigmas = [lab["params"]["sigma"] for lab in labels if lab["type"] == "noise"]
+    assert any(s != int(s) for s in sigmas)  # continuous, unlike the official-code integers
+
+
+def test_ram_test_presets_match_the_opencv_protocol():
+    import cv2
+    import numpy as np
+
+    x = torch.rand(2, 3, 40, 36, generator=g(2))
+    blurred, labels = build_sampler("ram-test-blur")(x, g(0))
+    assert labels[0]["params"] == {"kernel_size": 15, "sigma": 2.0} and labels[0]["level"] == "k15s2.0"
+    for i in range(2):  # ram.md §7.1: 15×15 Gaussian σ 2.0, reflect-101 borders, no quantisation
+        ref = cv2.GaussianBlur(x[i].permute(1, 2, 0).numpy() * 255, (15, 15), 2.0, borderType=cv2.BORDER_REFLECT_101)
+        assert np.abs(blurred[i].permute(1, 2, 0).numpy() * 255 - ref).max() < 1e-3
+    assert not torch.allclose(blurred * 255, (blurred * 255).round(), atol=1e-3)
+    coded, labels = build_sampler("ram-test-jpeg")(x, g(0))
+    assert labels[0]["params"] == {"quality": 50} and labels[0]["level"] == "50"
+    for i in range(2):  # round to uint8, OpenCV encode/decode at q 50
+        rgb = np.round(x[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        _, buf = cv2.imencode(".jpg", rgb[..., ::-1].copy(), [cv2.IMWRITE_JPEG_QUALITY, 50])
+        ref = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32)
+        assert np.abs(coded[i].permute(1, 2, 0).numpy() * 255 - ref).max() <= 1 + 1e-3

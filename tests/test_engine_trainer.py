@@ -32,6 +32,9 @@ def test_tiny_run_loss_decreases_and_writes_outputs(tmp_path):
     assert sum(values[-4:]) / 4 < 0.8 * sum(values[:4]) / 4
     run = tmp_path / "run"
     assert (run / "config.yaml").is_file() and (run / "log.csv").is_file() and (run / "model.safetensors").is_file()
+    rows = _csv_rows(run / "log.csv")
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 25))
+    assert [float(r["train/loss"]) for r in rows] == pytest.approx(values, rel=1e-6)
     pointer = json.loads((run / "ckpt" / "latest.json").read_text())
     assert pointer["iteration"] == 24
     tensors = load_file(run / "ckpt" / "iter_24.safetensors")
@@ -49,6 +52,13 @@ def test_tiny_run_loss_decreases_and_writes_outputs(tmp_path):
     assert lrs[-1] < lrs[5]
 
 
+def _csv_rows(path):
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
 def test_resume_after_interruption_gives_identical_losses(tmp_path):
     tree = paired_recipe(tmp_path, iterations=10, ckpt_every=4, ema_decay=0.5)
     full = Trainer(config_from_dict(tree), run_dir=tmp_path / "full").fit()
@@ -56,16 +66,32 @@ def test_resume_after_interruption_gives_identical_losses(tmp_path):
     resumed = Trainer(config_from_dict(tree), run_dir=tmp_path / "cut", resume=True).fit()
     assert resumed[0]["iteration"] == 5
     assert losses(resumed) == losses(full)[4:]
+    # the CSV log drops the rows after the checkpoint (5, 6) and is rewritten by the resumed run: no duplicates
+    rows = _csv_rows(tmp_path / "cut" / "log.csv")
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 11))
+    assert [float(r["train/loss"]) for r in rows] == pytest.approx(losses(full), rel=1e-6)
     a = load_file(tmp_path / "full" / "model.safetensors")
     b = load_file(tmp_path / "cut" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+def test_resume_without_or_with_damaged_checkpoint_is_a_clear_error(tmp_path):
     from anyrestore.engine.checkpointing import ResumeError
 
     with pytest.raises(ResumeError, match="no checkpoint"):
         Trainer(config_from_dict(paired_recipe(tmp_path)), run_dir=tmp_path / "none", resume=True).fit()
+    tree = paired_recipe(tmp_path, iterations=2, ckpt_every=1)
+    Trainer(config_from_dict(tree), run_dir=tmp_path / "bad").fit()
+    weights = tmp_path / "bad" / "ckpt" / "iter_2.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # damaged after the fact (disk, copy): a clear error, no traceback
+    with pytest.raises(ResumeError, match="iter_2.safetensors: unreadable checkpoint weights"):
+        Trainer(config_from_dict(tree), run_dir=tmp_path / "bad", resume=True).fit()
+    state = tmp_path / "bad" / "ckpt" / "iter_2.state.pt"
+    latest = tmp_path / "bad" / "ckpt" / "latest.json"
+    latest.write_text(latest.read_text().replace("iter_2.safetensors", "iter_1.safetensors"))
+    state.write_bytes(b"not a checkpoint")
+    with pytest.raises(ResumeError, match="iter_2.state.pt: unreadable training state"):
+        Trainer(config_from_dict(tree), run_dir=tmp_path / "bad", resume=True).fit()
 
 
 class _FreezeFirst:
@@ -112,6 +138,10 @@ def test_unsupported_combination_refused_before_work(tmp_path):
     tree["train"]["device"] = "cpu"
     with pytest.raises(ConfigError, match="train.amp"):
         Trainer(config_from_dict(tree), run_dir=tmp_path / "run")
+    tree = paired_recipe(tmp_path)
+    tree["model"]["kwargs"] = {"widht": 8}
+    with pytest.raises(ConfigError, match="model.kwargs .* rejected by nafnet-tiny: .*widht"):
+        Trainer(config_from_dict(tree), run_dir=tmp_path / "run").setup()
 
 
 def _env():
@@ -189,9 +219,19 @@ def test_validation_on_a_protocol_uses_the_test_code(tmp_path):
     write_png(bench / "CBSD68/original_png/a.png", smooth_image(rng, 32, 32))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        history = Trainer(config_from_dict(tree), run_dir=tmp_path / "run").fit()
+        history = Trainer(config_from_dict(tree)).fit()  # default run folder: <output_dir>/<name>
     val = [h for h in history if "val/psnr" in h]
     assert len(val) == 1 and 5 < val[0]["val/psnr"] < 60
+    # `anyrestore test RECIPE` takes the recipe's protocol, root and trained weights: same numbers (no EMA here)
+    from anyrestore.cli import main
+
+    recipe = write_recipe(tmp_path / "recipe.yaml", tree)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["test", str(recipe), "--out", str(tmp_path / "report")]) == 0
+    report = json.loads((tmp_path / "report" / "promptir-3task.json").read_text())[0]
+    assert report["average"]["psnr"] == pytest.approx(val[0]["val/psnr"], rel=1e-6)
+    assert report["average"]["ssim"] == pytest.approx(val[0]["val/ssim"], rel=1e-6)
 
 
 def test_gradient_accumulation_matches_the_larger_batch_and_pruning_keeps_last(tmp_path):
@@ -205,6 +245,30 @@ def test_gradient_accumulation_matches_the_larger_batch_and_pruning_keeps_last(t
         torch.testing.assert_close(b.model.state_dict()[key], value, rtol=1e-3, atol=1e-5)
     kept = sorted(p.name for p in (tmp_path / "accum" / "ckpt").glob("iter_*"))
     assert kept == ["iter_2.safetensors", "iter_2.state.pt", "iter_3.safetensors", "iter_3.state.pt"]
+
+
+def _grad_norm(trainer):
+    grads = [p.grad for g in trainer.optimizer.param_groups for p in g["params"] if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(x) for x in grads])))
+
+
+def test_gradient_clipping_bounds_the_global_norm_and_logs_the_raw_norm(tmp_path):
+    tree = paired_recipe(tmp_path, iterations=1)
+    free = Trainer(config_from_dict(tree), run_dir=tmp_path / "free")
+    assert "grad_norm" not in free.fit()[-1]
+    raw = _grad_norm(free)  # gradients of the last (only) step stay on the parameters
+    tree["optim"]["grad_clip"] = 1e-9
+    clipped = Trainer(config_from_dict(tree), run_dir=tmp_path / "clip")
+    row = clipped.fit()[-1]
+    assert raw > 1e-2 and row["grad_norm"] == pytest.approx(raw, rel=1e-5)
+    assert _grad_norm(clipped) == pytest.approx(1e-9, rel=1e-4)
+    # the optimiser stepped with the clipped gradients: elements ~1e-12 << Adam's eps (1e-8) barely move the weights
+    init = Trainer(config_from_dict(tree), run_dir=tmp_path / "init")
+    init.setup()
+    start = [p.detach() for p in init.model.parameters()]
+    free_move = max(float((a.detach() - s).abs().max()) for a, s in zip(free.model.parameters(), start))
+    clip_move = max(float((a.detach() - s).abs().max()) for a, s in zip(clipped.model.parameters(), start))
+    assert free_move > 1e-4 and clip_move < 0.1 * free_move
 
 
 def test_pretrained_weights_are_loaded_before_training(tmp_path):

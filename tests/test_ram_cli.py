@@ -91,3 +91,30 @@ def test_folder_spec_uses_sorted_centre_crops(tmp_path):
     from anyrestore.data.datasets import read_image
 
     assert torch.equal(data.images[0].image, read_image(tmp_path / "lq" / "a.png")[:, 7:23, 12:28])
+
+
+def test_mac_command_analyses_the_non_ema_params_of_a_checkpoint(tmp_path, capsys):
+    from anyrestore.archs.registry import build_model
+    from anyrestore.checkpoints import file_sha256, save_training_weights
+    from anyrestore.methods.ram.mac import MacSettings, rank_layers
+
+    torch.manual_seed(0)
+    params, ema = build_model("swinir-ram-tiny"), build_model("swinir-ram-tiny")
+    weights = save_training_weights(tmp_path / "pretrain.safetensors", params=params.state_dict(),
+                                    params_ema=ema.state_dict(), model=params)
+    out = tmp_path / "rank"
+    args = ["mac", "--model", str(weights), "--data", "deadleaves+ram-paper", "--images", "1", "--steps", "3",
+            "--crop", "16", "--seed", "4", "-o", str(out)]
+    assert main(args) == 0
+    info = json.loads((out / "ranking.json").read_text())
+    assert info["weights"] == {"file": str(weights), "key": "params", "sha256": file_sha256(weights)}
+    images = [im.image for im in mac_images("deadleaves+ram-paper", count=1, crop=16, seed=4).images]
+    settings = MacSettings(total_step=3, seed=4)
+    expected = rank_layers(params, images, settings=settings).ranking
+    got = read_ranking(out)
+    assert got.names == expected.names
+    assert got.scores == pytest.approx(expected.scores, abs=2e-6)
+    assert got.scores != pytest.approx(rank_layers(ema, images, settings=settings).ranking.scores, abs=2e-6)
+    capsys.readouterr()
+    assert main(args[:-2] + ["--top", "0", "-o", str(tmp_path / "bad")]) == 2
+    assert "--top must be >= 1" in capsys.readouterr().err and not (tmp_path / "bad").exists()

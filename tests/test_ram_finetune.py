@@ -170,13 +170,15 @@ def test_ram_promptir_layers_and_30_percent_freeze(tmp_path):
     assert report.trainable_params == sum(counts[n] for n in layers[:133])
 
 
-def test_finetune_objective_freezes_and_trains_only_selected_layers(tmp_path):
+def test_finetune_objective_freezes_and_trains_only_selected_layers(tmp_path, capsys):
     model = _Toy()
     model.forward = lambda x: model.last(torch.relu(model.first(x)))
     write_ranking(Ranking(names=["last"] + [n for n in TOY_LAYERS if n != "last"]), tmp_path)
     objective = build_objective({"type": "ram_finetune", "ranking": str(tmp_path), "ratio": 0.2})
     assert objective.prepare(model) is None
     assert objective.report.trainable_layers == 1
+    total = sum(p.numel() for p in model.parameters())
+    assert f"1 of 7 layers trainable, 15 of {total:,} parameters" in capsys.readouterr().out  # reported to the user
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     g = torch.Generator().manual_seed(0)
@@ -200,3 +202,34 @@ def test_finetune_objective_options():
     objective = build_objective({"type": "ram_finetune"})
     objective.prepare(model)
     assert objective.report.trainable_params == sum(p.numel() for p in model.parameters()) - model.token.numel()
+
+
+# enumeration indices of the 133 layers the shipped RAM-PromptIR ranking selects at 30 % (ram.md §11; boundary:
+# 347 = decoder_level2.4.attn.project_out in, its tied partner 344 out)
+PROMPTIR_SELECTED_30 = [
+    0, 2, 10, 11, 13, 14, 15, 18, 19, 20, 23, 24, 27, 29, 32, 33, 34, 35, 36, 37, 38, 41, 42, 43, 44, 45, 46, 52, 55,
+    61, 64, 70, 73, 79, 82, 88, 91, 97, 100, 101, 156, 229, 230, 240, 249, 258, 264, 267, 273, 276, 282, 285, 291,
+    294, 295, 296, 302, 305, 306, 312, 315, 321, 324, 330, 333, 339, 342, 343, 347, 348, 351, 352, 357, 360, 361,
+    362, 363, 366, 367, 370, 371, 372, 373, 376, 377, 378, 379, 380, 381, 382, 385, 386, 387, 388, 389, 390, 391,
+    392, 393, 394, 395, 396, 397, 398, 399, 400, 403, 404, 405, 406, 407, 408, 409, 412, 413, 414, 415, 416, 417,
+    418, 421, 422, 423, 424, 425, 426, 428, 429, 431, 434, 435, 440, 444,
+]
+
+
+def test_ram_promptir_official_30_percent_set_unfreezes_the_published_share(tmp_path):
+    model = _meta_model("promptir-ram")
+    layers = enumerate_layers(model)
+    chosen = [layers[i] for i in PROMPTIR_SELECTED_30]
+    assert len(set(chosen)) == 133 and 344 not in PROMPTIR_SELECTED_30
+    stages = {}
+    for name in chosen:
+        stages[name.split(".")[0]] = stages.get(name.split(".")[0], 0) + 1
+    assert {k: v for k, v in stages.items() if v > 1} == {
+        "decoder_level1": 30, "encoder_level1": 24, "refinement": 21, "decoder_level2": 15, "encoder_level2": 12,
+        "decoder_level3": 10, "noise_level1": 5, "noise_level2": 2}
+    assert "prompt1.linear_layer" in chosen and not any(s in stages for s in ("latent", "encoder_level3", "prompt2"))
+    rest = [n for n in layers if n not in set(chosen)]
+    (tmp_path / "filter_name.txt").write_text("\n".join(chosen + rest) + "\n")
+    report = apply_ranking(model, tmp_path, 0.3)
+    assert (report.trainable_layers, report.trainable_params) == (133, 3_938_755)
+    assert f"{100 * report.param_share:.1f}" == "11.1"

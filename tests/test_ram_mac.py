@@ -325,3 +325,18 @@ def test_mac_on_tiny_ram_promptir_ties():
     prompts = [n for n in scores if n.startswith("prompt") and "." not in n]
     assert prompts and all(scores[n] == scores[n + ".conv3x3"] for n in prompts)
     assert scores["output"] > 0 and scores["patch_embed.proj"] > 0
+
+
+@pytest.mark.parametrize("preset", ["swinir-ram-tiny", "promptir-ram-tiny"])
+def test_batched_runs_equal_batch_one_runs_on_ram_backbones(preset):
+    # window / token layouts must stay batch-major for the per-image means to split correctly (ram.md §5.5)
+    torch.manual_seed(0)
+    model = build_model(preset)
+    images = _images(2, size=16, seed=3)
+    one = rank_layers(model, images, settings=MacSettings(total_step=3, seed=1))
+    two = rank_layers(model, images, settings=MacSettings(total_step=3, seed=1, batch_size=2))
+    s1 = dict(zip(one.ranking.names, one.ranking.scores))
+    s2 = dict(zip(two.ranking.names, two.ranking.scores))
+    assert any(v > 0 for v in s1.values())
+    for name, value in s1.items():
+        assert s2[name] == pytest.approx(value, rel=1e-4, abs=1e-9), name

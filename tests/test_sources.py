@@ -102,3 +102,17 @@ def test_build_source(tmp_path):
         sources.build_source({"type": "webcam"})
     with pytest.raises(ConfigError):
         sources.build_source({"type": "dead_leaves", "colour": 3})
+
+
+def test_shipped_photos_skip_absent_packages(monkeypatch):
+    pytest.importorskip("sklearn")
+    assert "china.jpg" in [p.name for p in sources.shipped_photo_paths()]
+    real = sources.importlib.util.find_spec
+    monkeypatch.setattr(sources.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "sklearn" else real(name, *args))
+    names = [p.name for p in sources.shipped_photo_paths()]
+    assert "china.jpg" not in names and "flower.jpg" not in names
+    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name, *args: None)
+    assert sources.shipped_photo_paths() == []
+    with pytest.raises(ConfigError, match="no shipped photographs found"):
+        sources.ShippedPhotos()

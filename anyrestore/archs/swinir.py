@@ -311,6 +311,7 @@ class SwinIR(nn.Module):
         self.long_skip, self.global_residual, self.mean_shift = long_skip, global_residual, mean_shift
         self.internal_pad, self.img_size = internal_pad, img
         self.pad_multiple = window_size
+        self.meta = ModelMeta(pad_multiple=window_size)  # replaced by the preset's metadata when built by name
         if mask_token:
             self.mask_token = nn.Parameter(torch.zeros(1, in_chans, *img), requires_grad=False)
         else:

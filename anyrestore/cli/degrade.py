@@ -45,6 +45,9 @@ def _value(text: str):
 
 def sampler_spec(spec: str, level: str | None, params: list[str]):
     """The build_sampler spec for the command-line options."""
+    if level is not None and ("+" in spec or ":" in spec):
+        raise ConfigError("--level works with a single type name; put levels inside --type for mixtures, "
+                          "e.g. 'haze:high+rain:high'")
     if not params:
         return f"{spec}:{level}" if level is not None else spec
     if "+" in spec or ":" in spec:
@@ -124,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     spec = sampler_spec(args.spec, args.level, args.param)
     sampler = build_sampler(spec)
     files = _collect(args.inputs)
+    if not files:
+        raise ConfigError(f"no images found in {', '.join(args.inputs)}")
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
     plans = []

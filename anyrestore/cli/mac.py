@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from anyrestore.methods.ram.mac_data import mac_images
     from anyrestore.methods.ram.plots import draw_ranking
 
+    if args.top < 1:
+        raise ConfigError(f"--top must be >= 1, got {args.top}")
     settings = MacSettings(method=args.method, total_step=args.steps, start_ratio=args.ratio, k=args.k,
                            eps=args.eps, seed=args.seed, batch_size=args.batch_size)
     model, weights = _load(args.model, args.param_key)

@@ -27,6 +27,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, metavar="NAME|PATH",
                         help="preset name, bundled weights name or checkpoint file (default: the bundled default "
                              "model if present, else 'classical')")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow full unpickling of a --model file you trust (never needed for plain weight files)")
     parser.add_argument("--tile", type=int, default=None, metavar="N",
                         help="tile size in pixels; 0 = whole image; default: automatic")
     parser.add_argument("--overlap", type=int, default=32, metavar="N", help="tile overlap in pixels (default 32)")
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = plan_outputs(inputs, outdir, overwrite=args.overwrite)
 
     model_name = args.model or default_model_spec()
-    model = load_model(model_name, device=args.device)
+    model = load_model(model_name, device=args.device, trust=args.trust_checkpoint)
     predictor = Predictor(model, device=args.device, precision=args.precision, tile=args.tile,
                           overlap=args.overlap, blend=args.blend)
     outdir.mkdir(parents=True, exist_ok=True)

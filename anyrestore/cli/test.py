@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         model_arg = model_arg or str(Path(cfg.output_dir) / cfg.name / "model.safetensors")
     if model_arg is None:
         raise ConfigError("--model is required with a protocol name")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
     root = root or "datasets"
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     model = _load(model_arg)

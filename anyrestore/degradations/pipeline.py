@@ -37,10 +37,13 @@ class Step:
         self.type = get_type(dtype) if isinstance(dtype, str) else dtype
         self.level = level
         self.ranges = {p.name: p.default for p in self.type.params}
-        if level is not None:
-            self.ranges.update(catalog.parse_level(self.type, level))
+        fixed = catalog.parse_level(self.type, level) if level is not None else {}
+        self.ranges.update(fixed)
         for name, spec in (ranges or {}).items():
             self.type.param(name)
+            if name in fixed:  # the label would name a level whose value was replaced
+                raise ConfigError(f"{self.type.name}: parameter {name} is fixed by level {level!r}; "
+                                  f"give either the level or the parameter")
             self.ranges[name] = spec
         for name, spec in self.ranges.items():
             check_spec(self.type, name, spec)
@@ -336,6 +339,9 @@ def build_sampler(spec) -> Sampler:
         base, _, arg = text.partition(":")
         if base in PRESETS_WITH_ARG:
             return PRESETS_WITH_ARG[base](arg)
+        if base in PRESETS:
+            raise ConfigError(f"preset {base!r} takes no ':' argument (got {text!r}); presets with one: "
+                              f"{', '.join(f'{n}:<combo>' for n in PRESETS_WITH_ARG)}")
         if "+" in text:
             return combo([t for t in text.split("+")])
         return _term(text)

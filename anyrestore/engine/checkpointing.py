@@ -89,7 +89,10 @@ def load_training_checkpoint(weights: Path, state: Path) -> tuple[dict[str, torc
     for path in (weights, state):
         if not path.is_file():
             raise ResumeError(f"checkpoint file missing: {path}")
-    tensors = st_load(weights.read_bytes())
+    try:
+        tensors = st_load(weights.read_bytes())
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for truncated/corrupt files
+        raise ResumeError(f"{weights}: unreadable checkpoint weights ({type(exc).__name__}: {exc})") from exc
     params = {k[len("params."):]: v for k, v in tensors.items() if k.startswith("params.")}
     ema = {k[len("params_ema."):]: v for k, v in tensors.items() if k.startswith("params_ema.")} or None
     try:

@@ -73,7 +73,12 @@ class Trainer:
         from anyrestore.archs.registry import build_model
 
         cfg = self.config.model
-        model = build_model(cfg.name, **cfg.kwargs)
+        try:
+            model = build_model(cfg.name, **cfg.kwargs)
+        except TypeError as exc:  # a keyword the architecture does not take, or a value of the wrong kind
+            if not cfg.kwargs:
+                raise
+            raise ConfigError(f"model.kwargs {cfg.kwargs} rejected by {cfg.name}: {exc}") from exc
         if cfg.pretrained:
             load_pretrained(model, cfg.pretrained, param_key=cfg.param_key, strict=cfg.strict)
         prepare = getattr(self.objective, "prepare", None)

@@ -1,0 +1,54 @@
+"""The shipped default model: strict loading, metadata, a fast quality smoke test, the README's main command."""
+import json
+
+import torch
+from safetensors import safe_open
+
+import anyrestore.cli as cli
+from anyrestore.api import WEIGHTS_DIR, default_model_spec, load_model
+from anyrestore.archs.registry import get_preset
+from anyrestore.checkpoints import load_model as load_checkpoint
+from anyrestore.io import read_image
+from anyrestore.metrics import psnr
+
+WEIGHTS = WEIGHTS_DIR / "nafnet-default.safetensors"
+SAMPLES = WEIGHTS_DIR.parent / "samples"
+
+
+def test_shipped_weights_load_strictly_and_match_their_preset():
+    assert WEIGHTS.is_file() and WEIGHTS.stat().st_size <= 32 * 2**20
+    with safe_open(str(WEIGHTS), "pt") as f:
+        meta = f.metadata()
+    preset = get_preset("nafnet-default")
+    assert meta["preset"] == "nafnet-default" and meta["arch"] == preset.arch
+    assert json.loads(meta["arch_kwargs"]) == json.loads(json.dumps(dict(preset.kwargs)))
+    model = load_checkpoint(WEIGHTS, strict=True)
+    assert model.meta == preset.meta
+    assert sum(p.numel() for p in model.parameters()) == 4_445_163
+    assert default_model_spec() == "nafnet-default"
+
+
+def test_default_model_denoises_the_bundled_sample_by_4db():
+    clean = read_image(SAMPLES / "chelsea.png")
+    noisy = read_image(SAMPLES / "chelsea_noise25.png")  # sigma 25, see samples.json
+    model = load_model()
+    from anyrestore.inference.predictor import Predictor
+
+    with torch.inference_mode():
+        restored = Predictor(model, device="cpu")(noisy[None])[0]
+    assert psnr(restored, clean) - psnr(noisy, clean) >= 4.0
+
+
+def test_readme_main_command_writes_a_restored_file(tmp_path, capsys):
+    code = cli.main(["restore", "--sample", "-o", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    result = tmp_path / "out" / "chelsea_noise25.png"
+    assert code == 0 and result.is_file() and str(result) in out
+    assert "nafnet-default" in out  # the summary names the model that was used
+
+
+def test_models_command_marks_the_trained_default(capsys):
+    assert cli.main(["models", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["nafnet-default"]["restore_default"] and rows["nafnet-default"]["bundled_weights"]
+    assert not rows["classical"]["restore_default"]
