@@ -151,7 +151,7 @@ def _cached_model(spec, device) -> nn.Module:
     path = Path(spec)
     # a file rewritten since it was cached (e.g. a new training checkpoint) must be read again
     version = path.stat().st_mtime_ns if path.is_file() else None
-    key = (str(spec), str(select_device(device)), None)
+    key = (str(spec), str(select_device(device)), version)
     if key not in _CACHE:
         if len(_CACHE) >= 2:
             _CACHE.pop(next(iter(_CACHE)))

@@ -196,3 +196,22 @@ def test_api_restore_rereads_a_rewritten_checkpoint(tmp_path):
         outputs.append(anyrestore.restore(x, model=str(path), device="cpu"))
         assert torch.equal(outputs[-1], expected)
     assert not torch.equal(outputs[0], outputs[1])
+
+
+def test_tiles_are_aligned_to_the_model_multiple():
+    from anyrestore.archs.registry import ModelMeta
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.meta, self.shapes = ModelMeta(pad_multiple=16), []
+
+        def forward(self, x):
+            self.shapes.append(tuple(x.shape[-2:]))
+            return x * 0.5
+
+    model = Recorder()
+    x = torch.rand(3, 151, 233, generator=torch.Generator().manual_seed(0))
+    y = Predictor(model, device="cpu", tile=100, overlap=20)(x)  # 100 is not a multiple of 16
+    assert len(model.shapes) > 1 and all(h % 16 == 0 and w % 16 == 0 for h, w in model.shapes)
+    assert torch.allclose(y, x * 0.5, atol=1e-6)
