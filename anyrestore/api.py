@@ -25,8 +25,14 @@ class InputTypeError(AnyRestoreError, TypeError):
 
 
 def default_model_spec() -> str:
-    """``"default"`` when ``anyrestore/weights/default.safetensors`` exists, else ``"classical"``."""
-    return "default" if (WEIGHTS_DIR / "default.safetensors").is_file() else "classical"
+    """The preset flagged ``default=True`` whose weights are bundled (``anyrestore/weights/<name>.safetensors``),
+    else the weight-free ``classical`` baseline."""
+    from anyrestore.archs.registry import list_presets
+
+    for preset in list_presets():
+        if preset.default and (WEIGHTS_DIR / f"{preset.name}.safetensors").is_file():
+            return preset.name
+    return "classical"
 
 
 def load_model(spec: str | os.PathLike | None = None, *, device: str | torch.device | None = None,
@@ -35,7 +41,7 @@ def load_model(spec: str | os.PathLike | None = None, *, device: str | torch.dev
 
     ``spec`` is resolved in this order:
 
-    1. ``None`` -> :func:`default_model_spec` (the bundled trained default, else ``classical``);
+    1. ``None`` or ``"default"`` -> :func:`default_model_spec` (the bundled trained default, else ``classical``);
     2. an existing file -> :func:`anyrestore.checkpoints.load_model` (safetensors, BasicSR ``.pth``, Lightning
        ``.ckpt``... read without executing pickled code);
     3. a name with a bundled file ``anyrestore/weights/<name>.safetensors`` -> that file;
@@ -50,7 +56,7 @@ def load_model(spec: str | os.PathLike | None = None, *, device: str | torch.dev
     from anyrestore.inference.predictor import select_device
 
     dev = select_device(device)
-    spec = default_model_spec() if spec is None else spec
+    spec = default_model_spec() if spec in (None, "default") else spec
     model = _resolve(spec, trust=trust)
     return model.to(dev).eval()
 
@@ -147,7 +153,7 @@ def _restore_array(predictor, image: np.ndarray) -> np.ndarray:
 def _cached_model(spec, device) -> nn.Module:
     from anyrestore.inference.predictor import select_device
 
-    spec = default_model_spec() if spec is None else spec
+    spec = default_model_spec() if spec in (None, "default") else spec
     path = Path(spec)
     # a file rewritten since it was cached (e.g. a new training checkpoint) must be read again
     version = path.stat().st_mtime_ns if path.is_file() else None

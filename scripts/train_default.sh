@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces anyrestore/weights/default.safetensors from scratch, offline, with the RAM pipeline:
+# Reproduces anyrestore/weights/nafnet-default.safetensors (the default model) from scratch, offline, with the RAM pipeline:
 #   0. data: Debian wallpaper photographs (apt-get download + dpkg-deb -x) and 600 seeded dead-leaves images
 #   1. mask pre-training      configs/default/pretrain.yaml   (RAM stage 1)
 #   2. MAC layer ranking      anyrestore mac                   (RAM stage 2)
@@ -43,4 +43,4 @@ for stage in finetune full; do
     --json "$RUNS/default-$stage/quality.json" --markdown "$RUNS/default-$stage/quality.md"
 done
 echo "Compare $RUNS/default-finetune/quality.md and $RUNS/default-full/quality.md, then copy the better"
-echo "model.safetensors to anyrestore/weights/default.safetensors and update anyrestore/weights/README.md."
+echo "model.safetensors to anyrestore/weights/nafnet-default.safetensors and update anyrestore/weights/README.md."

@@ -149,3 +149,24 @@ def test_lora_restormer_is_identity_at_init_and_merges_exactly():
         plain.load_state_dict(merge_lora_state_dict(lora.state_dict(), scaling=2.0))
         torch.testing.assert_close(lora(x), plain(x), rtol=0, atol=1e-5)
         assert (lora(x) - plain(x)).abs().max() < (lora(x) - rnd("restormer", **tiny)(x)).abs().max()
+
+
+def test_ram_promptir_takes_the_ram_mask_shape_and_token():
+    import torch
+    from anyrestore.archs.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("promptir-ram-tiny").eval()
+    x = torch.randn(2, 3, 20, 24)
+    mask = (torch.rand(2, 20, 24) > 0.5).float()
+    with torch.no_grad():
+        expected = model(x * (1 - mask[:, None]) + 0.25 * mask[:, None])
+        assert torch.equal(model(x, mask=mask, mask_token=0.25), expected)
+        assert torch.equal(model(x, mask=mask[:, None], mask_token=0.25), expected)
+        assert torch.equal(model(x, mask=torch.zeros(2, 20, 24)), model(x))
+        try:
+            model(x, mask=torch.zeros(2, 19, 24))
+        except ValueError as exc:
+            assert "(B, H, W)" in str(exc)
+        else:
+            raise AssertionError("a mask of the wrong size must be refused")

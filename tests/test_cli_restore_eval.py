@@ -53,7 +53,7 @@ def test_help_for_every_command(capsys, command):
 
 
 def test_restore_sample_reports_psnr(capsys, tmp_path):
-    code, out, err = run_cli(capsys, "restore", "--sample", "-o", str(tmp_path / "out"))
+    code, out, err = run_cli(capsys, "restore", "--sample", "-o", str(tmp_path / "out"), "--model", "classical")
     assert code == 0, err
     result = tmp_path / "out" / "chelsea_noise25.png"
     assert result.is_file() and str(result) in out
@@ -166,7 +166,7 @@ class TinyNet(nn.Module):
 @pytest.fixture
 def tiny_preset():
     registry.register_arch("test_api_tiny")(TinyNet)
-    registry.register_preset("test-api-tiny", "test_api_tiny", description="test only", pad_multiple=4)
+    registry.register_preset("test-api-tiny", "test_api_tiny", description="test only", pad_multiple=4, default=True)
     yield "test-api-tiny"
     registry.ARCHS.pop("test_api_tiny")
     registry.PRESETS.pop("test-api-tiny")
@@ -194,6 +194,7 @@ def test_api_restore_kinds():
 def test_api_model_resolution(tmp_path, monkeypatch, tiny_preset):
     from anyrestore.checkpoints import save_model
 
+    monkeypatch.setattr(api, "WEIGHTS_DIR", tmp_path / "no-bundled-weights")
     assert api.default_model_spec() == "classical"
     assert isinstance(anyrestore.load_model(), ClassicalRestorer)
     with pytest.raises(UnknownModelError, match="has no bundled weights; pass a checkpoint path"):
@@ -203,9 +204,10 @@ def test_api_model_resolution(tmp_path, monkeypatch, tiny_preset):
     loaded = anyrestore.load_model(str(path))
     assert torch.equal(loaded.conv.weight, model.conv.weight) and loaded.meta.pad_multiple == 4
     monkeypatch.setattr(api, "WEIGHTS_DIR", tmp_path)
-    save_model(model, tmp_path / "default.safetensors")
-    assert api.default_model_spec() == "default"
-    assert isinstance(anyrestore.load_model(), TinyNet) and isinstance(anyrestore.load_model("tiny"), TinyNet)
+    save_model(model, tmp_path / f"{tiny_preset}.safetensors")  # bundled weights of a preset flagged default
+    assert api.default_model_spec() == tiny_preset
+    assert isinstance(anyrestore.load_model(), TinyNet) and isinstance(anyrestore.load_model("default"), TinyNet)
+    assert isinstance(anyrestore.load_model(tiny_preset), TinyNet)
     x = torch.rand(3, 12, 16)
     with torch.no_grad():
         expected = model(x[None])[0].clamp(0, 1)

@@ -46,3 +46,24 @@ def test_wrapper_is_deterministic_keeps_meta_and_runs_in_the_predictor():
     img = torch.rand(3, 20, 13)
     out = Predictor(twin, device="cpu", tile=0)(img)
     assert out.shape == img.shape and 0 <= out.min() and out.max() <= 1
+
+
+def test_restore_cli_twin_mask_flag_runs_the_twin_mask_model(tmp_path, capsys):
+    import anyrestore.cli as cli
+    from anyrestore.checkpoints import load_model, save_model
+    from anyrestore.io import read_image, write_image
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "ram.safetensors"
+    save_model(build_model("swinir-ram-tiny"), ckpt)
+    image = torch.rand(3, 24, 32)
+    write_image(tmp_path / "in.png", image)
+    for flag, folder in ((["--twin-mask"], "twin"), ([], "plain")):
+        code = cli.main(["restore", str(tmp_path / "in.png"), "-o", str(tmp_path / folder), "--model", str(ckpt),
+                         "--device", "cpu", "--tile", "0", *flag])
+        assert code == 0, capsys.readouterr().err
+    twin, plain = read_image(tmp_path / "twin" / "in.png"), read_image(tmp_path / "plain" / "in.png")
+    with torch.inference_mode():
+        expected = Predictor(TwinMaskModel(load_model(ckpt)), device="cpu", tile=0)(read_image(tmp_path / "in.png"))
+    assert (twin - expected).abs().max() <= 1 / 255 + 1e-6  # both written as 8-bit PNG
+    assert not torch.equal(twin, plain)

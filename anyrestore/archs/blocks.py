@@ -164,6 +164,20 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect") -> to
     return x
 
 
+def apply_pixel_mask(x: torch.Tensor, mask: torch.Tensor, token: torch.Tensor | float | None = None) -> torch.Tensor:
+    """RAM input masking (ram.md §4.2): ``x·(1 − m) + token·m`` with m broadcast over channels.
+
+    ``mask`` is (B,H,W) as the RAM backbones document, or (B,1,H,W); 1 marks a hidden pixel. ``token`` defaults to
+    0 (in the model's normalised input space).
+    """
+    if mask.dim() == 3:
+        mask = mask.unsqueeze(1)
+    if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[0] != x.shape[0] or mask.shape[-2:] != x.shape[-2:]:
+        raise ValueError(f"mask must be (B, H, W) = {(x.shape[0], *x.shape[-2:])}, got {tuple(mask.shape)}")
+    m = mask.to(x.dtype)
+    return x * (1 - m) + (0.0 if token is None else token) * m
+
+
 def rename_keys(
     sd: Mapping[str, torch.Tensor], rules: Sequence[tuple[re.Pattern[str], str]]
 ) -> dict[str, torch.Tensor]:

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.archs.blocks import (
-    LAYERNORM_KINDS, Downsample, TransformerBlock, Upsample, pad_to_multiple, rename_keys, transformer_stage,
+    LAYERNORM_KINDS, Downsample, TransformerBlock, Upsample, apply_pixel_mask, pad_to_multiple, rename_keys,
+    transformer_stage,
 )
 from anyrestore.archs.registry import (
     IMAGENET_MEAN, IMAGENET_STD, CheckpointFamily, ModelMeta, register_arch, register_family, register_preset,
@@ -188,8 +189,9 @@ class PromptIR(nn.Module):
 class RAMPromptIR(PromptIR):
     """RAM's PromptIR (ram.md §8.2): no unused convs, reflect pad to 16 inside, optional input pixel mask.
 
-    Takes ImageNet-normalised input (``model.meta``). ``forward(x, mask)`` with ``mask`` (B,1,H,W) in {0,1}
-    replaces masked pixels by the (zero, unregistered) mask token before padding.
+    Takes ImageNet-normalised input (``model.meta``). ``forward(x, mask=None, mask_token=None)`` with ``mask``
+    (B,H,W) (or (B,1,H,W)) in {0,1} replaces hidden pixels by the token (default: the zero, unregistered
+    ``mask_token`` buffer) before padding.
     """
 
     def __init__(self, *, unused_modules: bool = False, internal_pad: int = 16, **kwargs: Any) -> None:
@@ -197,14 +199,10 @@ class RAMPromptIR(PromptIR):
         self.meta = ModelMeta(pad_multiple=internal_pad, mean=IMAGENET_MEAN, std=IMAGENET_STD)
         self.register_buffer("mask_token", torch.zeros(1, kwargs.get("in_channels", 3), 1, 1), persistent=False)
 
-    def mask_input(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x·(1−m) + token·m, mask broadcast over channels."""
-        mask = mask.to(x.dtype)
-        return x * (1 - mask) + self.mask_token * mask
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                mask_token: torch.Tensor | float | None = None) -> torch.Tensor:
         if mask is not None:
-            x = self.mask_input(x, mask)
+            x = apply_pixel_mask(x, mask, self.mask_token if mask_token is None else mask_token)
         return self.decode_head(self.encode(x), x, True)
 
 

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from anyrestore.archs.blocks import DropPath, pad_to_multiple, trunc_normal_
+from anyrestore.archs.blocks import DropPath, apply_pixel_mask, pad_to_multiple, trunc_normal_
 from anyrestore.archs.registry import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -437,11 +437,7 @@ class RAMSwinIR(SwinIR):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                 mask_token: torch.Tensor | float | None = None) -> torch.Tensor:
         if mask is not None:
-            if mask.shape != (x.shape[0], x.shape[-2], x.shape[-1]):
-                raise ValueError(f"mask must be (B, H, W) = {(x.shape[0], *x.shape[-2:])}, got {tuple(mask.shape)}")
-            m = mask.to(x.dtype).unsqueeze(1)
-            token = 0.0 if mask_token is None else mask_token
-            x = x * (1 - m) + token * m
+            x = apply_pixel_mask(x, mask, mask_token)
         return super().forward(x)
 
 

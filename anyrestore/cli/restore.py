@@ -35,6 +35,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--blend", choices=("feather", "mean"), default="feather", help="tile blending (default feather)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="compute precision")
+    parser.add_argument("--twin-mask", action="store_true",
+                        help="RAM twin-mask inference for mask-pre-trained-only models: two passes with complementary "
+                             "50%% pixel masks, each pixel taken from the pass where it was hidden (ram.md 7.5)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--recursive", action="store_true", help="also scan sub-folders of input folders")
     parser.add_argument("--sample", action="store_true",
@@ -59,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
 
     model_name = args.model or default_model_spec()
     model = load_model(model_name, device=args.device, trust=args.trust_checkpoint)
+    if args.twin_mask:
+        from anyrestore.methods.ram.twin_mask import TwinMaskModel
+
+        model = TwinMaskModel(model)
     predictor = Predictor(model, device=args.device, precision=args.precision, tile=args.tile,
                           overlap=args.overlap, blend=args.blend)
     outdir.mkdir(parents=True, exist_ok=True)
