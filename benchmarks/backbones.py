@@ -23,36 +23,18 @@ import statistics
 import subprocess
 import sys
 import time
-import types
+
+from anyrestore.testing import stub_torchvision
 
 DEFAULT_PRESETS = "nafnet-default,nafnet-w32"
 DEFAULT_SIZES = "256,512"
-
-
-def _stub_torchvision() -> None:
-    # spandrel imports torchvision at import time for architectures we never build (backbones.md §9.1)
-    try:
-        import torchvision  # noqa: F401
-        return
-    except ImportError:
-        pass
-
-    def unavailable(*args, **kwargs):
-        raise RuntimeError("torchvision stub")
-
-    tv, tr, fn = (types.ModuleType(n) for n in ("torchvision", "torchvision.transforms",
-                                                 "torchvision.transforms.functional"))
-    fn.InterpolationMode = type("InterpolationMode", (), {"BILINEAR": 2, "NEAREST": 0, "BICUBIC": 3})
-    fn.rotate = fn.normalize = unavailable
-    tr.functional, tv.transforms = fn, tr
-    sys.modules.update({"torchvision": tv, "torchvision.transforms": tr, "torchvision.transforms.functional": fn})
 
 
 def reference_model(model, size: int | None = None):
     """The spandrel module equivalent to ``model`` (same state dict) on ``size``² inputs, or None."""
     from anyrestore.errors import AnyRestoreError
 
-    _stub_torchvision()
+    stub_torchvision()
     kw = model.arch_kwargs
     if model.arch_name == "nafnet_local" and size is not None and size > 1.5 * min(model.train_size):
         return None  # TLC's local pooling is active there: spandrel's (global-pooling) NAFNet is another function

@@ -21,7 +21,7 @@ latest() {  # weights file of a run's latest checkpoint
 train() {  # recipe run-dir overrides...
   local recipe=$1 dir=$2; shift 2
   if [ -f "$dir/ckpt/latest.json" ]; then resume=--resume; else resume=; fi
-  [ -f "$dir/done.txt" ] || anyrestore train "$recipe" --run-dir "$dir" $resume "$@"
+  [ -f "$dir/done.txt" ] || anyrestore train "$recipe" "$@" --run-dir "$dir" $resume
 }
 
 [ -d data_cache/default_photos/train ] || python scripts/prepare_default_photos.py -o data_cache/default_photos
