@@ -147,7 +147,8 @@ def test_models_lists_registry(capsys):
     code, out, _ = run_cli(capsys, "models", "--json")
     rows = {r["name"]: r for r in json.loads(out)}
     assert code == 0 and set(rows) == {p.name for p in registry.list_presets()}
-    assert rows["classical"]["params"] == 0 and rows["classical"]["restore_default"]
+    assert rows["classical"]["params"] == 0
+    assert sum(r["restore_default"] for r in rows.values()) == 1 and rows[api.default_model_spec()]["restore_default"]
     code, out, _ = run_cli(capsys, "models")
     assert code == 0 and "classical" in out and "* = default" in out
 
