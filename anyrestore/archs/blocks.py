@@ -136,6 +136,18 @@ def trunc_normal_(
         return nn.init.trunc_normal_(tensor, mean=mean, std=std, a=a, b=b, generator=generator)
 
 
+def init_transformer_weights(m: nn.Module) -> None:
+    """Upstream transformer init (SwinIR, RetinexFormer): Linear weights trunc-normal std 0.02, zero biases;
+    LayerNorm weight 1, bias 0. Use with ``module.apply``."""
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
 def ffn_hidden(dim: int, expansion: float) -> int:
     """GDFN hidden width: ``int(dim * expansion)`` (48 -> 127 for 2.66)."""
     return int(dim * expansion)

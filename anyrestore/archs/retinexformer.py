@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anyrestore.archs.blocks import trunc_normal_
+from anyrestore.archs.blocks import init_transformer_weights
 from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
 
 
@@ -217,23 +217,13 @@ class RetinexFormer(nn.Module):
             RetinexStage(in_channels=in_channels, out_channels=out_channels, n_feat=n_feat, num_blocks=num_blocks)
             for _ in range(stage)
         ])
-        self.apply(_init_weights)
+        self.apply(init_transformer_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[-2] % self.pad_multiple or x.shape[-1] % self.pad_multiple:
             raise ValueError(f"RetinexFormer needs (B, C, H, W) with H and W multiples of {self.pad_multiple}, "
                              f"got {tuple(x.shape)}; reflect-pad the input first")
         return self.body(x)
-
-
-def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
 
 
 register_preset("retinexformer", "retinexformer", description="RetinexFormer (LOL releases: n_feat 40, 1 stage)",

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from anyrestore.archs.blocks import DropPath, apply_pixel_mask, pad_to_multiple, trunc_normal_
+from anyrestore.archs.blocks import DropPath, apply_pixel_mask, init_transformer_weights, pad_to_multiple, trunc_normal_
 from anyrestore.archs.registry import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -380,14 +380,8 @@ class SwinIR(nn.Module):
 
 
 def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
-    elif isinstance(m, WindowAttention) and m.relative_position_bias_table is not None:
+    init_transformer_weights(m)
+    if isinstance(m, WindowAttention) and m.relative_position_bias_table is not None:
         trunc_normal_(m.relative_position_bias_table, std=0.02)
 
 
