@@ -20,6 +20,8 @@ _LAZY = {
     "ssim": ("anyrestore.metrics.fullref", "ssim"),
     "degrade": ("anyrestore.degradations.pipeline", "degrade"),
     "build_sampler": ("anyrestore.degradations.pipeline", "build_sampler"),
+    "optimize_model": ("anyrestore.archs.fastpaths", "optimize_model"),
+    "set_fast_paths": ("anyrestore.archs.fastpaths", "set_fast_paths"),
 }
 
 

@@ -69,6 +69,8 @@ def restore(
     overlap: int = 32,
     device: str | torch.device | None = None,
     precision: str = "fp32",
+    fast: bool = True,
+    channels_last: bool = False,
 ):
     """Restore one image (or a batch of tensors) and return it in the kind it was given.
 
@@ -83,6 +85,8 @@ def restore(
         model: an ``nn.Module``, or a spec for :func:`load_model` (None: the default model).
         tile: None (auto), 0 (whole image) or the tile size; overlap: tile overlap in pixels.
         device: ``auto``/None, ``cpu``, ``cuda``, ``mps``. precision: ``fp32``, ``fp16`` or ``bf16``.
+        fast: exact in-layer fast paths (default) or the plain official formulas; channels_last: run the model in
+            channels-last memory format (see :class:`~anyrestore.inference.Predictor`).
 
     Raises:
         InputTypeError, ImageReadError, UnknownModelError, ConfigError.
@@ -90,7 +94,8 @@ def restore(
     from anyrestore.inference import Predictor
 
     net = model if isinstance(model, nn.Module) else _cached_model(model, device)
-    predictor = Predictor(net, device=device, precision=precision, tile=tile, overlap=overlap)
+    predictor = Predictor(net, device=device, precision=precision, tile=tile, overlap=overlap, fast=fast,
+                          channels_last=channels_last)
 
     if isinstance(image, (str, os.PathLike)):
         from anyrestore.io import read_image

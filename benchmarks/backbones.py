@@ -11,7 +11,9 @@ process's resident-set high-water mark during the timed forwards (model weights 
 after one warm-up, eval, ``torch.inference_mode``, fp32 or ``--precision`` autocast for both sides. Weights are
 random (speed does not depend on them).
 The reference columns need the test-only ``spandrel`` / ``spandrel_extra_arches`` packages; without them they
-read ``-``.
+read ``-``. ``time ratio`` here = our time / reference time (lower = faster). The whole performance suite (fast vs
+plain paths, max |Δ|, extras, markdown + JSON) is ``python -m benchmarks.run``, which reports the inverse,
+speed-up = reference time / our time.
 """
 from __future__ import annotations
 
@@ -70,19 +72,35 @@ def reference_model(model, size: int | None = None):
     return ref
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
+    """Current resident set size of this process in MiB."""
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _sync(device: str) -> None:
+def peak_rss_mb() -> float:
+    """High-water mark of this process's resident set in MiB.
+
+    Read from ``VmHWM``, which starts afresh at ``exec``: ``ru_maxrss`` does not, so a subprocess started by a
+    big parent would report the parent's size as its own peak.
+    """
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no VmHWM: KiB on Linux
+
+
+def sync(device: str) -> None:
+    """Wait for queued CUDA work so wall-clock timers measure it."""
     import torch
 
     if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
-def _autocast(device: str, precision: str):
+def autocast(device: str, precision: str):
+    """``torch.autocast`` for fp16/bf16 on ``device``; a no-op context for fp32."""
     import contextlib
 
     import torch
@@ -115,17 +133,17 @@ def child(preset: str, impl: str, size: int, repeat: int, device: str, threads: 
     models = {name: m.to(device) for name, m in models.items()}
     params = sum(p.numel() for p in ours.parameters())
     x = torch.rand(1, 3, size, size, device=device)  # sizes are multiples of 16: no reference needs padding
-    with torch.inference_mode(), _autocast(device, precision):
+    with torch.inference_mode(), autocast(device, precision):
         for m in models.values():
             m(x)
-        _sync(device)
+        sync(device)
         if impl.startswith("time"):
             times: dict[str, list[float]] = {name: [] for name in models}
             for _ in range(repeat):
                 for name, m in models.items():
                     start = time.perf_counter()
                     m(x)
-                    _sync(device)
+                    sync(device)
                     times[name].append(time.perf_counter() - start)
             return {"params": params, **{f"{name}_s": statistics.median(t) for name, t in times.items()}}
         (model,) = models.values()
@@ -133,13 +151,13 @@ def child(preset: str, impl: str, size: int, repeat: int, device: str, threads: 
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
         else:
-            base = _rss_mb()
+            base = rss_mb()
         model(x)
-        _sync(device)
+        sync(device)
     if device.startswith("cuda"):
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base  # ru_maxrss is in KiB on Linux
+        peak = peak_rss_mb() - base
     return {"params": params, "peak_mb": max(peak, 0.0)}
 
 

@@ -47,6 +47,15 @@ class WideConvNet(nn.Module):
         return x + self.tail(f + self.up(self.body(self.down(f))))
 
 
+def _peak_rss_mib() -> float:
+    # VmHWM starts afresh at exec; ru_maxrss would include the size of a big parent that launched this worker
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _build(model_name: str) -> nn.Module:
     if model_name == "wideconv":
         return WideConvNet()
@@ -66,12 +75,12 @@ def worker(args: argparse.Namespace) -> None:
     g = torch.Generator().manual_seed(0)
     small = torch.rand(1, 3, max(2, h // 64), max(2, w // 64), generator=g)
     image = nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)[0]
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = _peak_rss_mib()
     predictor = Predictor(model, device=args.device, tile=args.tile, overlap=32)
     start = time.perf_counter()
     out = predictor(image)
     elapsed = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    peak = _peak_rss_mib()
     if torch.cuda.is_available() and predictor.device.type == "cuda":
         gpu_peak = torch.cuda.max_memory_allocated() / 2**20
     else:

@@ -22,7 +22,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
+
 LAYERNORM_KINDS = ("WithBias", "BiasFree", "torch")
+
+
+def channel_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """LayerNorm over the channels of (B,C,H,W), per pixel, in one ``F.layer_norm`` call (fast path).
+
+    The result is returned in channels-last memory (the permuted view of the normalised (B,H,W,C) tensor, no copy
+    back); the convolutions after every norm of the zoo take it as is, and MDTA attends on its token-major view.
+    A channels-last input is not copied at all.
+    """
+    return F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), weight, bias, eps).permute(0, 3, 1, 2)
+
+
+def bias_free_channel_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Restormer's BiasFree norm ``x / sqrt(Var_c(x) + eps) * weight`` over channels of (B,C,H,W) (fast path).
+
+    One ``var`` over the channel axis and one fused multiply, in the input's memory format.
+    """
+    var = x.var(1, keepdim=True, unbiased=False)
+    return x * torch.rsqrt(var + eps) * weight.view(1, -1, 1, 1)
 
 
 class LayerNorm2d(nn.Module):
@@ -36,11 +57,15 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
+        self.fused_layernorm = FAST_BY_DEFAULT
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # channels-last layer_norm: same formula as the hand-written official one, ~2x faster on CPU
-        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
-        return y.permute(0, 3, 1, 2)
+        if self.fused_layernorm:
+            return channel_layer_norm(x, self.weight, self.bias, self.eps)
+        mu = x.mean(1, keepdim=True)
+        var = (x - mu).pow(2).mean(1, keepdim=True)
+        y = (x - mu) / (var + self.eps).sqrt()
+        return self.weight.view(1, -1, 1, 1) * y + self.bias.view(1, -1, 1, 1)
 
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, eps={self.eps}"
@@ -88,8 +113,13 @@ class ChannelLayerNorm(nn.Module):
         else:
             raise ValueError(f"unknown LayerNorm kind {kind!r}; expected one of {', '.join(LAYERNORM_KINDS)}")
         self.kind = kind
+        self.fused_layernorm = FAST_BY_DEFAULT
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused_layernorm:
+            if self.kind == "BiasFree":
+                return bias_free_channel_norm(x, self.body.weight, 1e-5)
+            return channel_layer_norm(x, self.body.weight, self.body.bias, getattr(self.body, "eps", 1e-5))
         b, c, h, w = x.shape
         t = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # (B,HW,C)
         return self.body(t).reshape(b, h, w, c).permute(0, 3, 1, 2)
@@ -210,6 +240,29 @@ class SimpleGate(nn.Module):
         return a * b
 
 
+def transposed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, temperature: torch.Tensor, *,
+                         tokens_last: bool = True) -> torch.Tensor:
+    """``softmax(normalize(q) @ normalize(k)ᵀ · temperature) @ v`` with the L2 norms applied to the small map.
+
+    Shape: q, k, v (B, heads, d, N), temperature broadcastable to (B, heads, d, d) -> (B, heads, d, N); with
+    ``tokens_last=False`` all three and the result are (B, heads, N, d) instead (the transposed views of
+    channels-last maps).
+    ``normalize(q) @ normalize(k)ᵀ = diag(1/|q_i|) (q kᵀ) diag(1/|k_j|)``, so the d×N maps are
+    never rescaled or copied: the fast path of MDTA and IG-MSA. (``F.scaled_dot_product_attention`` is the same
+    function once temperature/|q_i| is folded into q, but with the head size N = H·W it runs the generic math
+    kernel and was slower on CPU than this; the CUDA fused kernels do not take head sizes above 256.)
+    """
+    eps = 1e-12  # F.normalize's: x / max(|x|, eps)
+    if not tokens_last:
+        q, k = q.transpose(-2, -1), k.transpose(-2, -1)
+    qn = torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min(eps)  # (B, heads, d, 1)
+    kn = torch.linalg.vector_norm(k, dim=-1, keepdim=True).clamp_min(eps)
+    attn = (q @ k.transpose(-2, -1)) * (temperature / (qn * kn.transpose(-2, -1)))  # (B, heads, d, d)
+    if tokens_last:
+        return attn.softmax(dim=-1) @ v
+    return v @ attn.softmax(dim=-1).transpose(-2, -1)
+
+
 class MDTA(nn.Module):
     """Multi-Dconv head transposed attention: channel-by-channel attention per head (backbones.md §1.2)."""
 
@@ -222,18 +275,30 @@ class MDTA(nn.Module):
         self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=bias)
         self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=bias)
         self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
+        self.sdpa = FAST_BY_DEFAULT
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
+        qkv = self.qkv_dwconv(self.qkv(x))
         heads = self.num_heads
+        if self.sdpa and qkv.is_contiguous(memory_format=torch.channels_last):
+            # channels-last maps are (B, HW, 3C) token matrices: attend over channels without any transpose copy
+            t = qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3, heads, c // heads)
+            q, k, v = (t[:, :, i].transpose(1, 2) for i in range(3))  # (B, heads, HW, C/heads) views
+            out = transposed_attention(q, k, v, self.temperature, tokens_last=False)  # (B, heads, HW, C/heads)
+            out = out.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)  # channels-last (B, C, H, W)
+            return self.project_out(out)
+        q, k, v = qkv.chunk(3, dim=1)
         q = q.reshape(b, heads, c // heads, h * w)  # (B, heads, C/heads, HW)
         k = k.reshape(b, heads, c // heads, h * w)
         v = v.reshape(b, heads, c // heads, h * w)
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
-        attn = (q @ k.transpose(-2, -1)) * self.temperature  # (B, heads, C/heads, C/heads)
-        out = attn.softmax(dim=-1) @ v
+        if self.sdpa:
+            out = transposed_attention(q, k, v, self.temperature)
+        else:
+            q = F.normalize(q, dim=-1)
+            k = F.normalize(k, dim=-1)
+            attn = (q @ k.transpose(-2, -1)) * self.temperature  # (B, heads, C/heads, C/heads)
+            out = attn.softmax(dim=-1) @ v
         return self.project_out(out.reshape(b, c, h, w))
 
 

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anyrestore.archs.blocks import init_transformer_weights
+from anyrestore.archs.blocks import init_transformer_weights, transposed_attention
+from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
 from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
 
 
@@ -53,6 +54,7 @@ class IGMSA(nn.Module):
         self.to_v = nn.Linear(dim, inner, bias=False)
         self.rescale = nn.Parameter(torch.ones(heads, 1, 1))
         self.proj = nn.Linear(inner, dim)
+        self.sdpa = FAST_BY_DEFAULT
         self.pos_emb = nn.Sequential(
             nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False),
             nn.GELU(),
@@ -67,14 +69,29 @@ class IGMSA(nn.Module):
         b, h, w, c = x.shape
         tokens = x.reshape(b, h * w, c)
         v_in = self.to_v(tokens)
-        q = F.normalize(self._split(self.to_q(tokens)), dim=-1, p=2)
-        k = F.normalize(self._split(self.to_k(tokens)), dim=-1, p=2)
-        v = self._split(v_in) * self._split(guide.reshape(b, h * w, -1))
-        attn = ((k @ q.transpose(-2, -1)) * self.rescale).softmax(dim=-1)  # (B, heads, d, d)
-        out = (attn @ v).permute(0, 3, 1, 2).reshape(b, h * w, self.heads * self.head_dim)
-        out = self.proj(out).view(b, h, w, c)
+        if self.sdpa:
+            # token-major views (B, heads, N, d): no transposed copies; the L2 norms go onto the small d×d map
+            def split(t: torch.Tensor) -> torch.Tensor:
+                return t.view(b, h * w, self.heads, self.head_dim).transpose(1, 2)
+
+            v = split(v_in * guide.reshape(b, h * w, -1))
+            out = transposed_attention(split(self.to_k(tokens)), split(self.to_q(tokens)), v, self.rescale,
+                                       tokens_last=False)  # (B, heads, N, d)
+            out = self.proj(out.transpose(1, 2).reshape(b, h * w, self.heads * self.head_dim)).view(b, h, w, c)
+        else:
+            out = self._plain_attention(tokens, v_in, guide)
         pos = self.pos_emb(v_in.reshape(b, h, w, c).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return out + pos
+
+    def _plain_attention(self, tokens: torch.Tensor, v_in: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        b, n, c = tokens.shape
+        h, w = guide.shape[1:3]
+        q = F.normalize(self._split(self.to_q(tokens)), dim=-1, p=2)
+        k = F.normalize(self._split(self.to_k(tokens)), dim=-1, p=2)
+        v = self._split(v_in) * self._split(guide.reshape(b, n, -1))
+        attn = ((k @ q.transpose(-2, -1)) * self.rescale).softmax(dim=-1)  # (B, heads, d, d)
+        out = (attn @ v).permute(0, 3, 1, 2).reshape(b, n, self.heads * self.head_dim)
+        return self.proj(out).view(b, h, w, c)
 
 
 class FeedForward(nn.Module):
@@ -92,7 +109,9 @@ class FeedForward(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.permute(0, 3, 1, 2).contiguous()).permute(0, 2, 3, 1)
+        # the (B,C,H,W) view of channels-last tokens is a channels-last map: the convs take it as is (no copy), and
+        # their channels-last output permutes back to contiguous tokens
+        return self.net(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
 class PreNorm(nn.Module):

@@ -19,9 +19,11 @@ import re
 from typing import Any, Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.archs.blocks import DropPath, apply_pixel_mask, init_transformer_weights, pad_to_multiple, trunc_normal_
+from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
 from anyrestore.archs.registry import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -126,11 +128,36 @@ class WindowAttention(nn.Module):
             self.relative_position_bias_table = None
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
+        self.sdpa = FAST_BY_DEFAULT
+
+    def position_bias(self) -> torch.Tensor | None:
+        """The gathered relative-position bias (heads, N, N), or None without a table.
+
+        Gathered once per block call (for all windows at once; a 24K-element gather, not worth a cache that would
+        have to track the table's updates).
+        """
+        table = self.relative_position_bias_table
+        if table is None:
+            return None
+        n = self.relative_position_index.shape[0]
+        return table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1).contiguous()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         bw, n, c = x.shape
         qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (B·nW, heads, N, head_dim)
+        if self.sdpa:
+            # softmax(q·kᵀ·scale + bias + mask) v in one fused call; bias and shift mask become one additive mask
+            # (4-D query and mask: the fused CPU kernel takes nothing else and falls back to the math path)
+            bias = self.position_bias()  # (heads, N, N)
+            add = None if bias is None else bias.to(q.dtype).unsqueeze(0)  # (1, heads, N, N)
+            if mask is not None:
+                nw = mask.shape[0]
+                add = mask.to(q.dtype).unsqueeze(1) if add is None else mask.to(q.dtype).unsqueeze(1) + add
+                if bw != nw:  # (nW, heads|1, N, N) -> (B·nW, heads|1, N, N), window order as in x
+                    add = add.expand(bw // nw, *add.shape).reshape(bw, *add.shape[1:])
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=add, scale=self.scale)  # (B·nW, heads, N, hd)
+            return self.proj(out.transpose(1, 2).reshape(bw, n, c))
         attn = (q * self.scale) @ k.transpose(-2, -1)
         if self.relative_position_bias_table is not None:
             bias = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(n, n, -1)

@@ -34,7 +34,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--overlap", type=int, default=32, metavar="N", help="tile overlap in pixels (default 32)")
     parser.add_argument("--blend", choices=("feather", "mean"), default="feather", help="tile blending (default feather)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32", help="compute precision")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                        help="compute precision: fp32, or fp16/bf16 autocast (mainly for CUDA)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="run the model in channels-last memory format (same output; often faster on GPU)")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the model with torch.compile (opt-in: the first image of each size compiles "
+                             "first, which can take minutes; needs a working compiler toolchain)")
+    parser.add_argument("--plain", action="store_true",
+                        help="disable the exact in-layer fast paths (fused LayerNorm, scaled-dot-product attention) "
+                             "and run the plain official formulas, e.g. to compare with upstream code")
     parser.add_argument("--twin-mask", action="store_true",
                         help="RAM twin-mask inference for mask-pre-trained-only models: two passes with complementary "
                              "50%% pixel masks, each pixel taken from the pass where it was hidden (ram.md 7.5)")
@@ -67,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
         model = TwinMaskModel(model)
     predictor = Predictor(model, device=args.device, precision=args.precision, tile=args.tile,
-                          overlap=args.overlap, blend=args.blend)
+                          overlap=args.overlap, blend=args.blend, fast=not args.plain,
+                          channels_last=args.channels_last, compile=args.compile)
     outdir.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()

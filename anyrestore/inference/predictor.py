@@ -16,6 +16,10 @@ Tiling modes (``tile`` argument):
 
 On an out-of-memory error in tiled mode the tile is halved (rounded to the pad multiple, floor 64), the image is
 restarted, and the smaller tile is remembered for later images.
+
+Speed options (:func:`anyrestore.archs.fastpaths.optimize_model`): ``fast`` switches the exact in-layer fast paths
+(fused channel LayerNorm, ``scaled_dot_product_attention``) on or off; ``channels_last`` and ``compile`` are opt-in.
+They change the model passed in (switches, memory format) in place.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from anyrestore.archs.fastpaths import optimize_model
 from anyrestore.archs.registry import model_meta
 from anyrestore.errors import AnyRestoreError, ConfigError
 from anyrestore.inference.tiling import BLENDS, is_out_of_memory, pad_to_multiple, tiled_apply
@@ -75,6 +80,14 @@ class Predictor:
         default_tile: tile used when auto mode falls back to tiling (default 512 on GPU, 256 on CPU).
         max_whole_pixels: in auto mode on CPU, larger images are tiled.
         progress: optional callback ``progress(done_tiles, total_tiles)``.
+        fast: exact in-layer fast paths on (default) or the plain official formulas (``False``); set on ``model``
+            in place.
+        channels_last: run the model in ``torch.channels_last`` memory format (same values; often faster on GPU).
+        compile: wrap the model with ``torch.compile`` (opt-in; each new input shape compiles first).
+
+    Raises:
+        ConfigError: bad option values, an unavailable device, or ``compile=True`` where ``torch.compile`` cannot
+            run.
 
     Call the predictor with a float tensor (C, H, W) or (B, C, H, W) in [0, 1]; it returns a float32 tensor of the
     same rank in [0, 1] on the input's device. :attr:`last_run` describes how the last call ran
@@ -93,6 +106,9 @@ class Predictor:
         default_tile: int | None = None,
         max_whole_pixels: int = 1 << 19,
         progress: Callable[[int, int], None] | None = None,
+        fast: bool = True,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -105,8 +121,10 @@ class Predictor:
         if tile and 2 * overlap > tile:
             raise ConfigError(f"overlap {overlap} must be at most half the tile {tile}")
         self.device = select_device(device)
-        self.model = model.to(self.device)
         self.meta = model_meta(model)
+        self.prefer_whole_image = bool(getattr(model, "prefer_whole_image", False))
+        self.options = {"fast": bool(fast), "channels_last": bool(channels_last), "compile": bool(compile)}
+        self.model = optimize_model(model.to(self.device), **self.options)
         self.multiple = max(1, int(self.meta.pad_multiple))
         self.precision = precision
         self.tile = tile
@@ -176,7 +194,7 @@ class Predictor:
             return True
         if self.tile is not None:
             return False
-        if getattr(self.model, "prefer_whole_image", False):
+        if self.prefer_whole_image:
             return True
         if self._oom_tile is not None:
             return False
