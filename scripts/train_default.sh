@@ -5,14 +5,20 @@
 #   2. MAC layer ranking      anyrestore mac                   (RAM stage 2)
 #   3. selective fine-tuning  configs/default/finetune.yaml   (RAM stage 3, top 30 % of layers)
 #   4. short full fine-tune   configs/default/full.yaml       (optional; kept only if benchmarks say it helps)
-#   5. quality report         benchmarks/default_model.py on the held-out photos
-# Iterations can be scaled for the machine at hand: PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... bash scripts/train_default.sh
+#   5. long full fine-tune    configs/default/long.yaml       (cosine warm restart; most of the quality on a CPU)
+#   6. dark-scene fine-tune   configs/default/dark.yaml       (adds darkened clean photos: dark scenes stay dark)
+#   7. quality report         benchmarks/default_model.py on the held-out photos
+# Iterations can be scaled for the machine at hand:
+#   PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... LONG_ITERS=... DARK_ITERS=... bash scripts/train_default.sh
+# The shipped weights used PRETRAIN_ITERS=1500 FINETUNE_ITERS=2000 FULL_ITERS=1800 LONG_ITERS=5000 DARK_ITERS=1200.
 # Every stage resumes from its latest checkpoint when re-run (--resume), so an interrupted run loses nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PRETRAIN_ITERS=${PRETRAIN_ITERS:-2500}
 FINETUNE_ITERS=${FINETUNE_ITERS:-1500}
 FULL_ITERS=${FULL_ITERS:-1000}
+LONG_ITERS=${LONG_ITERS:-5000}
+DARK_ITERS=${DARK_ITERS:-1200}
 RUNS=${RUNS:-runs}
 
 latest() {  # weights file of a run's latest checkpoint
@@ -26,6 +32,7 @@ train() {  # recipe run-dir overrides...
 
 [ -d data_cache/default_photos/train ] || python scripts/prepare_default_photos.py -o data_cache/default_photos
 python scripts/make_dead_leaves.py -o data_cache/dead_leaves --count 600 --size 192
+python scripts/make_dark_photos.py data_cache/default_photos/train -o data_cache/dark_photos --copies 3
 
 train configs/default/pretrain.yaml "$RUNS/default-pretrain" train.iterations="$PRETRAIN_ITERS"
 PRETRAINED=$(latest "$RUNS/default-pretrain")
@@ -37,10 +44,14 @@ train configs/default/finetune.yaml "$RUNS/default-finetune" train.iterations="$
   model.pretrained="$PRETRAINED" objective.ranking="$RUNS/default-mac"
 train configs/default/full.yaml "$RUNS/default-full" train.iterations="$FULL_ITERS" \
   model.pretrained="$RUNS/default-finetune/model.safetensors"
+train configs/default/long.yaml "$RUNS/default-long" train.iterations="$LONG_ITERS" \
+  model.pretrained="$RUNS/default-full/model.safetensors"
+train configs/default/dark.yaml "$RUNS/default-dark" train.iterations="$DARK_ITERS" \
+  model.pretrained="$RUNS/default-long/model.safetensors"
 
-for stage in finetune full; do
+for stage in finetune full long dark; do
   python benchmarks/default_model.py --model "$RUNS/default-$stage/model.safetensors" \
     --json "$RUNS/default-$stage/quality.json" --markdown "$RUNS/default-$stage/quality.md"
 done
-echo "Compare $RUNS/default-finetune/quality.md and $RUNS/default-full/quality.md, then copy the better"
+echo "Compare $RUNS/default-{finetune,full,long,dark}/quality.md, then copy the best"
 echo "model.safetensors to anyrestore/weights/nafnet-default.safetensors and update anyrestore/weights/README.md."

@@ -52,3 +52,44 @@ def test_models_command_marks_the_trained_default(capsys):
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["nafnet-default"]["restore_default"] and rows["nafnet-default"]["bundled_weights"]
     assert not rows["classical"]["restore_default"]
+
+
+def test_default_recipes_load_and_the_dark_stage_adds_dark_scenes():
+    from pathlib import Path
+
+    from anyrestore.engine.config import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "default"
+    configs = {name: load_config(root / f"{name}.yaml") for name in ("pretrain", "finetune", "full", "long", "dark")}
+    assert {c.model.name for c in configs.values()} == {"nafnet-default"}
+    assert configs["pretrain"].objective["type"] == "ram_pretrain"
+    assert configs["finetune"].objective["ratio"] == 0.3
+    assert configs["long"].objective["ratio"] == configs["dark"].objective["ratio"] == 1.0
+    streams = {s.name: s for s in configs["dark"].data.streams}
+    assert set(streams) == {"wallpapers", "shipped", "dead_leaves", "dark_photos"}
+    assert streams["dark_photos"].source["path"] == "data_cache/dark_photos"
+    assert {s.name for s in configs["long"].data.streams} == {"wallpapers", "shipped", "dead_leaves"}
+
+
+def test_dark_photo_script_darkens_reproducibly(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from anyrestore.io import write_image
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_dark_photos.py"
+    spec = importlib.util.spec_from_file_location("make_dark_photos", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    clean = torch.rand(3, 24, 32, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.4
+    write_image(photos / "a.png", clean)
+    for out in ("x", "y"):
+        assert module.main([str(photos), "-o", str(tmp_path / out), "--copies", "2"]) == 0
+    darks = sorted((tmp_path / "x").glob("*.png"))
+    assert [p.name for p in darks] == ["a_dark0.png", "a_dark1.png"]
+    for p in darks:
+        dark = read_image(p)
+        assert torch.equal(dark, read_image(tmp_path / "y" / p.name))  # seeded
+        assert dark.mean() < 0.8 * clean.mean() and (dark <= clean + 1 / 255).all()
