@@ -70,7 +70,7 @@ def restore(
     device: str | torch.device | None = None,
     precision: str = "fp32",
     fast: bool = True,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
 ):
     """Restore one image (or a batch of tensors) and return it in the kind it was given.
 
@@ -86,7 +86,7 @@ def restore(
         tile: None (auto), 0 (whole image) or the tile size; overlap: tile overlap in pixels.
         device: ``auto``/None, ``cpu``, ``cuda``, ``mps``. precision: ``fp32``, ``fp16`` or ``bf16``.
         fast: exact in-layer fast paths (default) or the plain official formulas; channels_last: run the model in
-            channels-last memory format (see :class:`~anyrestore.inference.Predictor`).
+            channels-last memory format (None: on for CPU; see :class:`~anyrestore.inference.Predictor`).
 
     Raises:
         InputTypeError, ImageReadError, UnknownModelError, ConfigError.

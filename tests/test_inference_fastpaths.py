@@ -28,8 +28,8 @@ def _image(h: int, w: int) -> torch.Tensor:
 @pytest.mark.parametrize("preset,tile", [(p, 0) for p in PRESETS] + [("nafnet-tiny", 32), ("swinir-ram-tiny", 32)])
 def test_fast_and_channels_last_match_the_plain_predictor(preset, tile):
     image = _image(37, 53)  # odd size: padding, shifted-window masks at a new size, partial tiles
-    plain = Predictor(_model(preset), device="cpu", tile=tile, overlap=8, fast=False)(image)
-    for options in ({"fast": True}, {"fast": True, "channels_last": True}, {"fast": False, "channels_last": True}):
+    plain = Predictor(_model(preset), device="cpu", tile=tile, overlap=8, fast=False, channels_last=False)(image)
+    for options in ({"fast": True, "channels_last": False}, {"fast": True}, {"fast": False, "channels_last": True}):
         out = Predictor(_model(preset), device="cpu", tile=tile, overlap=8, **options)(image)
         assert out.shape == image.shape
         torch.testing.assert_close(out, plain, rtol=0, atol=1e-4, msg=f"{preset} {options}")
@@ -53,6 +53,14 @@ def test_channels_last_converts_the_weights_and_keeps_meta():
     assert predictor.model is not model and predictor.meta.pad_multiple == 16
     assert predictor.options == {"fast": True, "channels_last": True, "compile": False}
     assert predictor(_image(20, 20)).shape == (3, 20, 20)
+
+
+def test_channels_last_is_the_cpu_default_and_can_be_turned_off():
+    assert Predictor(_model("nafnet-tiny"), device="cpu").options["channels_last"] is True
+    predictor = Predictor(_model("nafnet-tiny"), device="cpu", channels_last=False)
+    assert predictor.options["channels_last"] is False
+    conv = next(m for m in predictor.model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous()
 
 
 def test_prefer_whole_image_is_read_from_the_model_not_the_wrapper():
@@ -83,7 +91,7 @@ def test_compiled_predictor_matches_plain():
 def test_api_restore_fast_and_channels_last_options():
     model = _model("promptir-tiny")
     image = _image(24, 40)
-    plain = api.restore(image, model=model, device="cpu", fast=False)
+    plain = api.restore(image, model=model, device="cpu", fast=False, channels_last=False)
     fast = api.restore(image, model=model, device="cpu", fast=True, channels_last=True)
     torch.testing.assert_close(fast, plain, rtol=0, atol=1e-4)
 
@@ -92,14 +100,14 @@ def test_cli_help_lists_the_speed_flags(capsys):
     with pytest.raises(SystemExit):
         cli.main(["restore", "--help"])
     out = capsys.readouterr().out
-    for flag in ("--channels-last", "--compile", "--plain"):
+    for flag in ("--channels-last", "--no-channels-last", "--compile", "--plain"):
         assert flag in out
     assert "fast paths" in out
 
 
 def test_cli_flags_give_the_same_restoration(capsys, tmp_path):
     results = {}
-    for name, flags in (("default", []), ("plain", ["--plain"]), ("cl", ["--channels-last"])):
+    for name, flags in (("default", []), ("plain", ["--plain", "--no-channels-last"]), ("cl", ["--channels-last"])):
         code = cli.main(["restore", "--sample", "--device", "cpu", "-o", str(tmp_path / name), *flags])
         out, err = capsys.readouterr()
         assert code == 0, err

@@ -36,8 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
                         help="compute precision: fp32, or fp16/bf16 autocast (mainly for CUDA)")
-    parser.add_argument("--channels-last", action="store_true",
-                        help="run the model in channels-last memory format (same output; often faster on GPU)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the model in channels-last memory format (same output; default: on for CPU, where "
+                             "it is faster, off for other devices)")
     parser.add_argument("--compile", action="store_true",
                         help="compile the model with torch.compile (opt-in: the first image of each size compiles "
                              "first, which can take minutes; needs a working compiler toolchain)")

@@ -18,7 +18,9 @@ On an out-of-memory error in tiled mode the tile is halved (rounded to the pad m
 restarted, and the smaller tile is remembered for later images.
 
 Speed options (:func:`anyrestore.archs.fastpaths.optimize_model`): ``fast`` switches the exact in-layer fast paths
-(fused channel LayerNorm, ``scaled_dot_product_attention``) on or off; ``channels_last`` and ``compile`` are opt-in.
+(fused channel LayerNorm, ``scaled_dot_product_attention``) on or off; ``channels_last`` defaults to on for CPU
+(exact, and 1.2-1.8x faster there: benchmarks/results/suite-cpu-*) and off elsewhere (not measured on GPUs yet);
+``compile`` is opt-in.
 They change the model passed in (switches, memory format) in place.
 """
 from __future__ import annotations
@@ -82,7 +84,8 @@ class Predictor:
         progress: optional callback ``progress(done_tiles, total_tiles)``.
         fast: exact in-layer fast paths on (default) or the plain official formulas (``False``); set on ``model``
             in place.
-        channels_last: run the model in ``torch.channels_last`` memory format (same values; often faster on GPU).
+        channels_last: run the model in ``torch.channels_last`` memory format (same values); ``None`` (default) =
+            on for CPU, off for other devices.
         compile: wrap the model with ``torch.compile`` (opt-in; each new input shape compiles first).
 
     Raises:
@@ -107,7 +110,7 @@ class Predictor:
         max_whole_pixels: int = 1 << 19,
         progress: Callable[[int, int], None] | None = None,
         fast: bool = True,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
         compile: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
@@ -123,6 +126,8 @@ class Predictor:
         self.device = select_device(device)
         self.meta = model_meta(model)
         self.prefer_whole_image = bool(getattr(model, "prefer_whole_image", False))
+        if channels_last is None:
+            channels_last = self.device.type == "cpu"
         self.options = {"fast": bool(fast), "channels_last": bool(channels_last), "compile": bool(compile)}
         self.model = optimize_model(model.to(self.device), **self.options)
         self.multiple = max(1, int(self.meta.pad_multiple))
