@@ -15,15 +15,10 @@ from anyrestore.archs.classical import ClassicalRestorer, blockiness, estimate_n
 from anyrestore.errors import UnknownModelError
 from anyrestore.io import read_image, read_image_info, write_image
 from anyrestore.metrics import psnr
+from _cli_testutil import run_cli
 
 SAMPLES = api.SAMPLES_DIR
 OWN_COMMANDS = ("restore", "eval", "models")
-
-
-def run_cli(capsys, *argv):
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -13,12 +13,7 @@ from anyrestore.checkpoints import export_state_dict
 from anyrestore.inference import Predictor
 from anyrestore.io import read_image, read_image_info, write_image
 from anyrestore.metrics import psnr
-
-
-def run_cli(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+from _cli_testutil import run_cli
 
 
 @pytest.fixture

@@ -159,9 +159,9 @@ class WindowAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=add, scale=self.scale)  # (B·nW, heads, N, hd)
             return self.proj(out.transpose(1, 2).reshape(bw, n, c))
         attn = (q * self.scale) @ k.transpose(-2, -1)
-        if self.relative_position_bias_table is not None:
-            bias = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(n, n, -1)
-            attn = attn + bias.permute(2, 0, 1).contiguous().unsqueeze(0)
+        bias = self.position_bias()
+        if bias is not None:
+            attn = attn + bias.unsqueeze(0)
         if mask is not None:
             nw = mask.shape[0]
             attn = attn.view(bw // nw, nw, self.num_heads, n, n) + mask.to(attn.dtype).unsqueeze(1).unsqueeze(0)
