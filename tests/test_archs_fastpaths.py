@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from anyrestore.archs import build_model
 from anyrestore.archs import blocks as blocks_mod
+from anyrestore.archs.nafnet import LocalAvgPool2d, NAFBlock
 from anyrestore.archs.blocks import ChannelLayerNorm, LayerNorm2d, bias_free_channel_norm, channel_layer_norm
 from anyrestore.archs.fastpaths import (
     FAST_PATHS, ChannelsLast, fast_path_state, optimize_model, set_fast_paths,
@@ -144,11 +145,39 @@ def test_set_fast_paths_switches_each_path_separately():
     assert set(state) == set(FAST_PATHS)
     n_norms = sum(isinstance(m, ChannelLayerNorm) for m in model.modules())
     n_attn = sum(isinstance(m, blocks_mod.MDTA) for m in model.modules())
-    assert state == {"fused_layernorm": (n_norms, n_norms), "sdpa": (n_attn, n_attn)}  # on by default
+    none = {"folded_scales": (0, 0)}  # a NAFNet-only path
+    assert state == {"fused_layernorm": (n_norms, n_norms), "sdpa": (n_attn, n_attn), **none}  # on by default
     assert set_fast_paths(model, True, sdpa=False) is model
-    assert fast_path_state(model) == {"fused_layernorm": (n_norms, n_norms), "sdpa": (0, n_attn)}
+    assert fast_path_state(model) == {"fused_layernorm": (n_norms, n_norms), "sdpa": (0, n_attn), **none}
     set_fast_paths(model, False, sdpa=True)
-    assert fast_path_state(model) == {"fused_layernorm": (0, n_norms), "sdpa": (n_attn, n_attn)}
+    assert fast_path_state(model) == {"fused_layernorm": (0, n_norms), "sdpa": (n_attn, n_attn), **none}
+    nafnet = build_model("nafnet-tiny")
+    n_blocks = sum(isinstance(m, NAFBlock) for m in nafnet.modules())
+    set_fast_paths(nafnet, True, folded_scales=False)
+    assert fast_path_state(nafnet)["folded_scales"] == (0, n_blocks) and n_blocks > 0
+
+
+@pytest.mark.parametrize("batch,local", [(1, False), (2, False), (1, True)], ids=["one", "batch2", "tlc-local"])
+def test_folded_nafblock_equals_plain_and_steps_aside_for_hooks(batch, local, monkeypatch):
+    block = NAFBlock(8)
+    randomize_(block, seed=1, std=0.5)
+    if local:  # TLC: the SCA scale varies over the map, so it cannot be folded into the weights
+        block.sca[0] = LocalAvgPool2d((5, 5))
+    x = image(12, 16, seed=2, batch=batch).repeat(1, 3, 1, 1)[:, :8]
+    with torch.no_grad():
+        block.folded_scales = False
+        plain = block(x)
+        block.folded_scales = True
+        calls = []
+        original = NAFBlock._forward_folded
+        monkeypatch.setattr(NAFBlock, "_forward_folded", lambda self, t: calls.append(1) or original(self, t))
+        assert (block(x) - plain).abs().max().item() <= 1e-5 and calls == [1]
+        assert (plain - x).abs().max().item() > 1e-2
+        # a hook on conv3 (MaskDCPT's re-masking) must see conv3's own output: the plain path runs
+        handle = block.conv3.register_forward_hook(lambda m, i, o: o * 0.5)
+        hooked = block(x)
+        handle.remove()
+        assert calls == [1] and (hooked - plain).abs().max().item() > 1e-3
 
 
 def test_sdpa_switch_routes_swin_attention_through_sdpa(monkeypatch):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from anyrestore.degradations import build_sampler, catalog, list_presets, list_types
-from anyrestore.degradations.pipeline import DEFAULT_MODEL_WEIGHTS
+from anyrestore.degradations.pipeline import DEFAULT_MODEL_BALANCED_WEIGHTS, DEFAULT_MODEL_WEIGHTS
 from anyrestore.errors import AnyRestoreError, ConfigError
 
 SPECS = list_presets() + ["noise", "noise:25", "jpeg:50", "blur:k15s2.0", "blur+noise+jpeg", "haze+rain",
@@ -166,10 +166,13 @@ def test_maskdcpt_presets():
     assert build_sampler("maskdcpt-5d").num_classes == 5
 
 
-def test_default_model_weights_and_frequencies():
-    sampler = build_sampler("default-model")
+@pytest.mark.parametrize("preset,weights", [("default-model", DEFAULT_MODEL_WEIGHTS),
+                                            ("default-model-balanced", DEFAULT_MODEL_BALANCED_WEIGHTS)])
+def test_default_model_weights_and_frequencies(preset, weights):
+    sampler = build_sampler(preset)
     assert abs(sum(DEFAULT_MODEL_WEIGHTS.values()) - 100) < 1e-9
-    assert sampler.classes == tuple(DEFAULT_MODEL_WEIGHTS)
+    total = sum(weights.values())
+    assert sampler.classes == tuple(weights)
     n = 3000
     counts = dict.fromkeys(sampler.classes, 0)
     types = set()
@@ -177,8 +180,8 @@ def test_default_model_weights_and_frequencies():
         plan = sampler.plan(g(s))
         counts[sampler.class_name(plan)] += 1
         types.update(st.name for st, _ in plan.steps)
-    for name, w in DEFAULT_MODEL_WEIGHTS.items():
-        p = w / 100
+    for name, w in weights.items():
+        p = w / total
         assert abs(counts[name] / n - p) < 4 * math.sqrt(p * (1 - p) / n) + 1e-9
     assert {"noise", "poisson", "camera_noise", "aniso_blur", "shake_blur", "defocus_blur", "jpeg", "haze", "rain",
             "snow", "low_light", "identity"} <= types

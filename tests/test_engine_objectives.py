@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ def test_registry_lists_baselines_and_rejects_bad_specs():
     assert {"l1", "charbonnier", "supervised"} <= set(list_objectives())
     with pytest.raises(ConfigError, match="objective.type: missing"):
         build_objective({})
-    with pytest.raises(ConfigError, match="loss must be 'l1' or 'charbonnier'"):
+    with pytest.raises(ConfigError, match="loss must be 'l1', 'charbonnier' or 'psnr'"):
         build_objective({"type": "supervised", "loss": "l2"})
 
 
@@ -44,6 +45,28 @@ def test_l1_charbonnier_fft_values():
     fft = torch.cat([diff.real.abs().flatten(), diff.imag.abs().flatten()]).mean()
     torch.testing.assert_close(out["fft"], fft)
     torch.testing.assert_close(out["loss"], out["l1"] + 0.1 * fft)
+
+
+def test_psnr_loss_is_minus_mean_per_sample_psnr():
+    b = batch()
+    pred = (b["lq"] + 0.25).clamp(0, 1)
+
+    class ClampShift(Shift):
+        def forward(self, x):
+            return (x + 0.25).clamp(0, 1)
+
+    out = build_objective({"type": "psnr", "eps": 1e-12})(ClampShift(), b)
+    mse = ((pred - b["gt"]).double() ** 2).numpy().reshape(2, -1).mean(1)
+    assert abs(out["loss"].item() - float((10 * np.log10(mse)).mean())) < 1e-4
+    # Unlike L1, each sample's gradient is scaled by 1/MSE: a small-error sample weighs as much as a large one.
+    small = {"lq": b["gt"] + 0.01, "gt": b["gt"]}
+    large = {"lq": b["gt"] + 0.3, "gt": b["gt"]}
+    grads = []
+    for bb in (small, large):
+        lq = bb["lq"].clone().requires_grad_(True)
+        build_objective({"type": "psnr"})(nn.Identity(), {"lq": lq, "gt": bb["gt"]})["loss"].backward()
+        grads.append(lq.grad.abs().sum().item())
+    assert grads[0] > 20 * grads[1]
 
 
 def test_model_space_uses_normalisation_metadata():

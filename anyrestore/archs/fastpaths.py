@@ -1,6 +1,6 @@
 """Exact fast paths of the backbone zoo and the switches that turn them on and off.
 
-Two in-layer fast paths exist; each layer that has one carries a boolean attribute of the same name and keeps the
+Three in-layer fast paths exist; each layer that has one carries a boolean attribute of the same name and keeps the
 official formula (the "plain" path) right next to the fast one:
 
 * ``fused_layernorm`` — channel LayerNorm of (B,C,H,W) maps (:class:`~anyrestore.archs.blocks.LayerNorm2d`,
@@ -13,8 +13,10 @@ official formula (the "plain" path) right next to the fast one:
   (MDTA) and RetinexFormer (IG-MSA) applies the q/k L2 norms and the temperature to the small d×d map instead of
   the d×HW maps (:func:`~anyrestore.archs.blocks.transposed_attention`); SDPA is the same function there but its
   head size would be H·W, which only the unfused math kernel takes, and it measured slower on CPU.
+* ``folded_scales`` — NAFNet blocks (:class:`~anyrestore.archs.nafnet.NAFBlock`) fold β, γ and the SCA channel
+  scale into the 1×1 convolution weights that precede them, saving three passes over each block's feature map.
 
-Both are mathematically the same function as the plain path (only the rounding differs: the tests in
+All are mathematically the same function as the plain path (only the rounding differs: the tests in
 ``tests/test_archs_fastpaths.py`` hold every backbone family to max |Δ| ≤ 1e-4 in fp32, forward in eval and
 parameter gradients in train mode), so they are ON by default for every newly built model and are used in training
 too. ``set_fast_paths(model, False)`` restores the plain path (the official formulas), e.g. for bit-for-bit
@@ -33,7 +35,7 @@ from torch import nn
 
 from anyrestore.errors import ConfigError
 
-FAST_PATHS = ("fused_layernorm", "sdpa")
+FAST_PATHS = ("fused_layernorm", "sdpa", "folded_scales")
 #: state of the in-layer switches of a freshly constructed layer
 FAST_BY_DEFAULT = True
 
@@ -41,19 +43,19 @@ _MODEL_ATTRS = ("meta", "arch_name", "arch_kwargs", "preset_name", "pad_multiple
 
 
 def set_fast_paths(model: nn.Module, enabled: bool = True, *, fused_layernorm: bool | None = None,
-                   sdpa: bool | None = None) -> nn.Module:
+                   sdpa: bool | None = None, folded_scales: bool | None = None) -> nn.Module:
     """Switch the in-layer fast paths of every submodule of ``model`` (in place).
 
     Args:
         model: any module; submodules without a fast path are left alone.
         enabled: value for every switch not given explicitly.
-        fused_layernorm, sdpa: per-path override (``None`` -> ``enabled``).
+        fused_layernorm, sdpa, folded_scales: per-path override (``None`` -> ``enabled``).
 
     Returns:
         ``model`` itself.
     """
-    values = {"fused_layernorm": enabled if fused_layernorm is None else bool(fused_layernorm),
-              "sdpa": enabled if sdpa is None else bool(sdpa)}
+    given = {"fused_layernorm": fused_layernorm, "sdpa": sdpa, "folded_scales": folded_scales}
+    values = {name: enabled if value is None else bool(value) for name, value in given.items()}
     for module in model.modules():
         for name, value in values.items():
             if isinstance(getattr(module, name, None), bool):

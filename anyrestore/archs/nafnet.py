@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.archs.blocks import LayerNorm2d, SimpleGate, pad_to_multiple, rename_keys
+from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
 from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
 
 PAD_MODES = ("zeros", "reflect")
@@ -51,8 +52,17 @@ class LocalAvgPool2d(nn.Module):
         return f"kernel_size={self.kernel_size}"
 
 
+def _has_hooks(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
 class NAFBlock(nn.Module):
-    """NAFNet block at ``c`` channels: LN, conv, dwconv, SimpleGate, SCA, conv (β) then LN, FFN with gate (γ)."""
+    """NAFNet block at ``c`` channels: LN, conv, dwconv, SimpleGate, SCA, conv (β) then LN, FFN with gate (γ).
+
+    Fast path ``folded_scales``: β and γ are folded into the weights of ``conv3``/``conv5`` and, for one image
+    with a global SCA, so is the SCA's channel scale; the residual is added in place. Each removes a full pass over
+    the feature map. It is skipped while hooks sit on those convolutions (MaskDCPT re-masks ``conv3``'s output).
+    """
 
     def __init__(self, c: int, *, ln_eps: float = 1e-6) -> None:
         super().__init__()
@@ -67,13 +77,30 @@ class NAFBlock(nn.Module):
         self.conv5 = nn.Conv2d(c, c, 1)
         self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
         self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
+        self.folded_scales = FAST_BY_DEFAULT
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        if self.folded_scales and not (_has_hooks(self.conv3) or _has_hooks(self.conv5)):
+            return self._forward_folded(inp)
         t = self.sg(self.conv2(self.conv1(self.norm1(inp))))
         t = self.conv3(t * self.sca(t))
         y = inp + t * self.beta
         t = self.conv5(self.sg(self.conv4(self.norm2(y))))
         return y + t * self.gamma
+
+    def _forward_folded(self, inp: torch.Tensor) -> torch.Tensor:
+        t = self.sg(self.conv2(self.conv1(self.norm1(inp))))
+        scale = self.sca(t)
+        beta = self.beta.view(-1)
+        w3 = self.conv3.weight * beta.view(-1, 1, 1, 1)
+        if scale.shape[0] == 1 and scale.shape[-2:] == (1, 1):
+            w3 = w3 * scale.view(1, -1, 1, 1)  # conv3(t * s) = (W3 diag(s)) t for a single image
+        else:
+            t = t * scale
+        y = F.conv2d(t, w3, self.conv3.bias * beta).add_(inp)
+        t = self.sg(self.conv4(self.norm2(y)))
+        gamma = self.gamma.view(-1)
+        return F.conv2d(t, self.conv5.weight * gamma.view(-1, 1, 1, 1), self.conv5.bias * gamma).add_(y)
 
 
 def _stage(c: int, n: int, ln_eps: float) -> nn.Sequential:

@@ -1,7 +1,10 @@
 """Plain supervised restoration objective: the baseline every method is compared with.
 
 ``loss = weight · pixel(pred, gt) + fft_weight · mean|FFT(pred) − FFT(gt)|`` where ``pixel`` is L1 or Charbonnier
-(``sqrt((pred − gt)² + eps²)``), averaged over all pixels and channels. The FFT term compares the real and
+(``sqrt((pred − gt)² + eps²)``), averaged over all pixels and channels, or the PSNR loss
+(``mean_i 10·log10(MSE_i + eps)``, one MSE per sample, as NAFNet trains). The PSNR loss weighs every sample's
+improvement in dB: a JPEG or blur sample with a small residual pulls as hard as a haze sample with a large one,
+which an all-in-one mixture needs (with L1 the large-error degradations dominate the gradient). The FFT term compares the real and
 imaginary parts of the 2-D real FFT (MoCE-IR uses it with weight 0.1).
 
 By default the loss is computed in the model's own input space (``space: model``): models that declare an input
@@ -22,24 +25,24 @@ class SupervisedObjective:
     """Pixel loss between ``model(lq)`` and ``gt``.
 
     Args:
-        loss: ``"l1"`` or ``"charbonnier"``.
+        loss: ``"l1"``, ``"charbonnier"`` or ``"psnr"``.
         weight: weight of the pixel term.
         fft_weight: weight of the frequency-domain L1 term (0 disables it).
-        eps: Charbonnier epsilon.
+        eps: Charbonnier epsilon, or the PSNR loss's MSE floor.
         space: ``"model"`` (normalised space when the model has one) or ``"image"`` ([0,1]).
     """
 
     def __init__(
         self,
         *,
-        loss: Literal["l1", "charbonnier"] = "l1",
+        loss: Literal["l1", "charbonnier", "psnr"] = "l1",
         weight: float = 1.0,
         fft_weight: float = 0.0,
         eps: float = 1e-3,
         space: Literal["model", "image"] = "model",
     ) -> None:
-        if loss not in ("l1", "charbonnier"):
-            raise ValueError(f"loss must be 'l1' or 'charbonnier', got {loss!r}")
+        if loss not in ("l1", "charbonnier", "psnr"):
+            raise ValueError(f"loss must be 'l1', 'charbonnier' or 'psnr', got {loss!r}")
         if space not in ("model", "image"):
             raise ValueError(f"space must be 'model' or 'image', got {space!r}")
         if weight < 0 or fft_weight < 0 or eps <= 0:
@@ -58,6 +61,8 @@ class SupervisedObjective:
         diff = pred - target.float()
         if self.loss == "l1":
             pixel = diff.abs().mean()
+        elif self.loss == "psnr":
+            pixel = 10.0 * torch.log10(diff.pow(2).flatten(1).mean(1) + self.eps).mean()
         else:
             pixel = torch.sqrt(diff * diff + self.eps * self.eps).mean()
         out = {f"{self.loss}": pixel}
@@ -86,3 +91,10 @@ def charbonnier_objective(
 ) -> SupervisedObjective:
     """Charbonnier (smooth L1-like) loss (optionally + FFT term)."""
     return SupervisedObjective(loss="charbonnier", weight=weight, fft_weight=fft_weight, eps=eps, space=space)
+
+
+@register_objective("psnr")
+def psnr_objective(*, weight: float = 1.0, fft_weight: float = 0.0, eps: float = 1e-8,
+                   space: Literal["model", "image"] = "image") -> SupervisedObjective:
+    """Per-sample PSNR loss (``mean_i 10·log10(MSE_i + eps)``, i.e. minus the batch-mean PSNR of [0,1] images)."""
+    return SupervisedObjective(loss="psnr", weight=weight, fft_weight=fft_weight, eps=eps, space=space)
