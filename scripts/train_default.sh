@@ -7,7 +7,7 @@
 #   4. short full fine-tune   configs/default/full.yaml       (optional; kept only if benchmarks say it helps)
 #   5. long full fine-tune    configs/default/long.yaml       (cosine warm restart; most of the quality on a CPU)
 #   6. dark-scene fine-tune   configs/default/dark.yaml       (adds darkened clean photos: dark scenes stay dark)
-#   7. balanced fine-tune     configs/default/balanced.yaml   (per-sample PSNR loss, more JPEG/blur/snow)
+#   7. balanced fine-tune     configs/default/balanced.yaml   (per-sample PSNR loss, more JPEG/blur/snow/low light)
 #   8. quality report         benchmarks/default_model.py on the held-out photos
 # Iterations can be scaled for the machine at hand:
 #   PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... LONG_ITERS=... DARK_ITERS=... BALANCED_ITERS=... \
@@ -21,7 +21,7 @@ FINETUNE_ITERS=${FINETUNE_ITERS:-1500}
 FULL_ITERS=${FULL_ITERS:-1000}
 LONG_ITERS=${LONG_ITERS:-5000}
 DARK_ITERS=${DARK_ITERS:-1200}
-BALANCED_ITERS=${BALANCED_ITERS:-5000}
+BALANCED_ITERS=${BALANCED_ITERS:-4500}
 RUNS=${RUNS:-runs}
 
 latest() {  # weights file of a run's latest checkpoint
@@ -36,6 +36,8 @@ train() {  # recipe run-dir overrides...
 [ -d data_cache/default_photos/train ] || python scripts/prepare_default_photos.py -o data_cache/default_photos
 python scripts/make_dead_leaves.py -o data_cache/dead_leaves --count 600 --size 192
 python scripts/make_dark_photos.py data_cache/default_photos/train -o data_cache/dark_photos --copies 3
+python scripts/make_dark_photos.py data_cache/default_photos/train -o data_cache/dark_photos_mild --copies 2 \
+  --gamma 1.0 1.6 --scale 0.55 0.9
 
 train configs/default/pretrain.yaml "$RUNS/default-pretrain" train.iterations="$PRETRAIN_ITERS"
 PRETRAINED=$(latest "$RUNS/default-pretrain")

@@ -274,7 +274,7 @@ def test_compile_unusable_raises_config_error(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["restormer-tiny", "swinir-ram-tiny"])
+@pytest.mark.parametrize("name", ["restormer-tiny", "swinir-ram-tiny", "nafnet-tiny"])
 def test_compiled_equals_plain(name):
     fast, plain = _pair(name, {})
     compiled = optimize_model(fast.eval(), compile=True)

@@ -472,11 +472,11 @@ def _always(*steps: Sampler, name: str) -> ChainSampler:
     return ChainSampler(steps=list(steps), gates=[1.0] * len(steps), name=name)
 
 
-# Stage 7 of the default-model recipe: more JPEG, blur (twice the linear motion) and snow, the classes the
-# model still left unrestored after stage 6; fewer of the ones it already handles.
+# Stage 7 of the default-model recipe: more JPEG, blur (twice the linear motion), snow and low light, the classes
+# the model still left unrestored after stage 6; fewer of the ones it already handles.
 DEFAULT_MODEL_BALANCED_WEIGHTS: dict[str, float] = {
-    "identity": 3, "noise": 13, "blur": 16, "jpeg": 13, "haze": 8, "rain": 7, "snow": 8, "low_light": 8,
-    "blur+noise+jpeg": 9, "noise+jpeg": 5, "low_light+noise": 5, "haze+noise": 3, "rain+haze": 3,
+    "identity": 3, "noise": 12, "blur": 15, "jpeg": 12, "haze": 7, "rain": 6, "snow": 8, "low_light": 12,
+    "blur+noise+jpeg": 9, "noise+jpeg": 5, "low_light+noise": 6, "haze+noise": 3, "rain+haze": 2,
 }
 
 
