@@ -8,9 +8,10 @@
 #   5. long full fine-tune    configs/default/long.yaml       (cosine warm restart; most of the quality on a CPU)
 #   6. dark-scene fine-tune   configs/default/dark.yaml       (adds darkened clean photos: dark scenes stay dark)
 #   7. balanced fine-tune     configs/default/balanced.yaml   (per-sample PSNR loss, more JPEG/blur/snow/low light)
-#   8. quality report         benchmarks/default_model.py on the held-out photos
+#   8. second balanced cycle  configs/default/balanced2.yaml  (warm restart at 3e-4)
+#   9. quality report         benchmarks/default_model.py on the held-out photos
 # Iterations can be scaled for the machine at hand:
-#   PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... LONG_ITERS=... DARK_ITERS=... BALANCED_ITERS=... \
+#   PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... LONG_ITERS=... DARK_ITERS=... BALANCED_ITERS=... BALANCED2_ITERS=... \
 #     bash scripts/train_default.sh
 # The shipped weights used PRETRAIN_ITERS=1500 FINETUNE_ITERS=2000 FULL_ITERS=1800 LONG_ITERS=5000 DARK_ITERS=1200.
 # Every stage resumes from its latest checkpoint when re-run (--resume), so an interrupted run loses nothing.
@@ -22,6 +23,7 @@ FULL_ITERS=${FULL_ITERS:-1000}
 LONG_ITERS=${LONG_ITERS:-5000}
 DARK_ITERS=${DARK_ITERS:-1200}
 BALANCED_ITERS=${BALANCED_ITERS:-4500}
+BALANCED2_ITERS=${BALANCED2_ITERS:-4000}
 RUNS=${RUNS:-runs}
 
 latest() {  # weights file of a run's latest checkpoint
@@ -55,10 +57,12 @@ train configs/default/dark.yaml "$RUNS/default-dark" train.iterations="$DARK_ITE
   model.pretrained="$RUNS/default-long/model.safetensors"
 train configs/default/balanced.yaml "$RUNS/default-balanced" train.iterations="$BALANCED_ITERS" \
   model.pretrained="$RUNS/default-dark/model.safetensors"
+train configs/default/balanced2.yaml "$RUNS/default-balanced2" train.iterations="$BALANCED2_ITERS" \
+  model.pretrained="$RUNS/default-balanced/model.safetensors"
 
-for stage in finetune full long dark balanced; do
+for stage in finetune full long dark balanced balanced2; do
   python benchmarks/default_model.py --model "$RUNS/default-$stage/model.safetensors" \
     --json "$RUNS/default-$stage/quality.json" --markdown "$RUNS/default-$stage/quality.md"
 done
-echo "Compare $RUNS/default-{finetune,full,long,dark,balanced}/quality.md, then copy the best"
+echo "Compare $RUNS/default-{finetune,full,long,dark,balanced,balanced2}/quality.md, then copy the best"
 echo "model.safetensors to anyrestore/weights/nafnet-default.safetensors and update anyrestore/weights/README.md."
