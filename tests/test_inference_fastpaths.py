@@ -35,13 +35,17 @@ def test_fast_and_channels_last_match_the_plain_predictor(preset, tile):
         torch.testing.assert_close(out, plain, rtol=0, atol=1e-4, msg=f"{preset} {options}")
 
 
-def test_fast_option_switches_the_layers_in_place():
-    model = _model("restormer-tiny")
+@pytest.mark.parametrize("name,paths", [("restormer-tiny", ("fused_layernorm", "sdpa")),
+                                        ("nafnet-tiny", ("fused_layernorm", "folded_scales"))])
+def test_fast_option_switches_the_layers_in_place(name, paths):
+    model = _model(name)
     Predictor(model, device="cpu", fast=False)
     state = fast_path_state(model)
-    assert all(total > 0 and on == 0 for on, total in state.values()), state
+    assert all(state[p][1] > 0 and state[p][0] == 0 for p in paths), state
+    assert all(on == 0 for on, _ in state.values())
     Predictor(model, device="cpu", fast=True)
-    assert all(on == total > 0 for on, total in fast_path_state(model).values())
+    state = fast_path_state(model)
+    assert all(state[p][0] == state[p][1] > 0 for p in paths), state
 
 
 def test_channels_last_converts_the_weights_and_keeps_meta():
