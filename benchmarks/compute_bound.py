@@ -14,6 +14,7 @@ the time goes (``--layers N``: convolution shapes timed by forward hooks, which 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -38,21 +39,6 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model(x)
     return counter.get_total_flops()
-
-
-def timed_round_robin(impls: dict, x: torch.Tensor, repeat: int) -> dict[str, float]:
-    """Median seconds per forward of each implementation, timed in rotating order (a background load hits all)."""
-    names = list(impls)
-    times = {name: [] for name in names}
-    with torch.inference_mode():
-        for name in names:
-            impls[name](x)
-        for r in range(repeat):
-            for name in names[r % len(names):] + names[: r % len(names)]:
-                start = time.perf_counter()
-                impls[name](x)
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def layer_table(model: torch.nn.Module, x: torch.Tensor, peak: float, top: int) -> list[str]:
@@ -104,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from anyrestore.archs import build_model
     from anyrestore.archs.fastpaths import optimize_model
     from benchmarks.backbones import reference_model
+    from benchmarks.run import round_robin_medians
 
     torch.set_num_threads(args.threads)
     peak = gemm_peak(args.threads)
@@ -122,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         flops = forward_flops(model, x)
         ours = optimize_model(model, fast=True, channels_last=True)
         impls = {"ours": ours} | ({"ref": ref} if ref is not None else {})
-        t = timed_round_robin(impls, x, args.repeat)
+        with torch.inference_mode():
+            for impl in impls.values():  # warm-up
+                impl(x)
+            t = round_robin_medians({name: functools.partial(impl, x) for name, impl in impls.items()}, args.repeat)
         floor = flops / (peak * 1e9)
         rate = {k: flops / v / 1e9 for k, v in t.items()}
         ref_cells = (f"{t['ref']:.3f} | {rate['ref']:.0f} | {rate['ref'] / peak:.0%} | {t['ref'] / t['ours']:.2f}"

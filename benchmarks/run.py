@@ -35,6 +35,7 @@ import datetime
 import json
 import math
 import os
+import functools
 import platform
 import re
 import statistics
@@ -43,6 +44,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
 from pathlib import Path
 
 import torch
@@ -210,6 +212,19 @@ def forward(module: nn.Module, x: torch.Tensor, dtype: torch.dtype | None, devic
     return out
 
 
+def round_robin_medians(calls: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
+    """Median seconds of each call over ``repeat`` rounds; the order rotates each round so that a background load
+    hits all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    for r in range(repeat):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            start = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def bench_cell(preset: str, size: int, s: Settings) -> dict:
     """Time, compare and (on CUDA) measure memory of all implementations of ``preset`` at ``size``²."""
     device = torch.device(s.device)
@@ -229,15 +244,8 @@ def bench_cell(preset: str, size: int, s: Settings) -> dict:
                 if device.type == "cuda":
                     peaks[name] = (torch.cuda.max_memory_allocated(device) - before) / 2**20
             del out
-    times: dict[str, list[float]] = {name: [] for name in impls}
-    names = list(impls)
-    for r in range(s.repeat):
-        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate who runs first each round
-            module, dtype = impls[name]
-            start = time.perf_counter()
-            forward(module, x, dtype, device, tile, s.overlap)
-            times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(t) for name, t in times.items()}
+    median = round_robin_medians({name: functools.partial(forward, module, x, dtype, device, tile, s.overlap)
+                                  for name, (module, dtype) in impls.items()}, s.repeat)
     if device.type != "cuda" and s.memory:
         for name in ("ours", "reference"):
             if name in impls:

@@ -80,16 +80,16 @@ class NAFBlock(nn.Module):
         self.folded_scales = FAST_BY_DEFAULT
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
-        if self.folded_scales and not (_has_hooks(self.conv3) or _has_hooks(self.conv5)):
-            return self._forward_folded(inp)
         t = self.sg(self.conv2(self.conv1(self.norm1(inp))))
+        if self.folded_scales and not (_has_hooks(self.conv3) or _has_hooks(self.conv5)):
+            return self._folded_tail(inp, t)
         t = self.conv3(t * self.sca(t))
         y = inp + t * self.beta
         t = self.conv5(self.sg(self.conv4(self.norm2(y))))
         return y + t * self.gamma
 
-    def _forward_folded(self, inp: torch.Tensor) -> torch.Tensor:
-        t = self.sg(self.conv2(self.conv1(self.norm1(inp))))
+    def _folded_tail(self, inp: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The rest of the block from the gated features ``t`` on, with β, γ and the SCA scale folded."""
         scale = self.sca(t)
         beta = self.beta.view(-1)
         w3 = self.conv3.weight * beta.view(-1, 1, 1, 1)
