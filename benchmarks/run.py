@@ -80,6 +80,7 @@ class Settings:
     amp: tuple[str, ...] = ()
     channels_last: bool = False
     compile: bool = False
+    tf32: bool = False  # CUDA: let fp32 convs/matmuls use TF32 (cuDNN's own default); off = strict fp32
     max_whole: int = 512 * 512
     tile: int = 512
     overlap: int = 32
@@ -466,6 +467,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
     p.add_argument("--channels-last", action="store_true", help="run ours in channels-last memory format")
     p.add_argument("--compile", action="store_true", help="run ours through torch.compile (compiles in the warm-up)")
+    p.add_argument("--tf32", action="store_true",
+                   help="CUDA: allow TF32 in fp32 convs and matmuls for every implementation (default off: strict "
+                        "fp32, so max abs Δ stays meaningful; cuDNN itself defaults to TF32 for convs)")
     p.add_argument("--no-plain", action="store_true", help="skip the plain-formula column (saves time)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference implementation")
     p.add_argument("--no-memory", action="store_true", help="skip CPU peak-memory subprocesses")
@@ -524,7 +528,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         device=str(device), precision=args.precision, repeat=_positive(args.repeat, 3 if full else 1, "--repeat"),
         warmup=args.warmup, threads=threads, plain=not args.no_plain, reference=not args.no_reference,
         memory=not args.no_memory, amp=amp, channels_last=args.channels_last, compile=args.compile,
-        max_whole=args.max_whole or (1024 * 1024 if cuda else 512 * 512), tile=args.tile, overlap=args.overlap,
+        tf32=args.tf32, max_whole=args.max_whole or (1024 * 1024 if cuda else 512 * 512), tile=args.tile,
+        overlap=args.overlap,
         extras=extras,
         train={"preset": args.train_preset, "batch": args.train_batch, "crop": args.train_crop,
                "steps": _positive(args.train_steps, 5 if full else 2, "--train-steps")},
@@ -555,6 +560,9 @@ def run_suite(args: argparse.Namespace, s: Settings, argv: list[str]) -> dict:
     sizes = _csv(int, args.sizes, "--sizes") if args.sizes else ((256, 512, 1024) if args.full else (256,))
     torch.set_num_threads(s.threads)
     device = torch.device(s.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = s.tf32
+        torch.backends.cuda.matmul.allow_tf32 = s.tf32
     result = {"kind": None, "command": "python -m benchmarks.run " + " ".join(argv), "machine": machine_info(device),
               "settings": asdict(s), "notes": [], "backbones": [], "amp_quality": [], "training": None, "mac": None,
               "tiling": [], "tiling_12mp": None}

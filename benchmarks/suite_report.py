@@ -54,7 +54,7 @@ def render_markdown(result: dict) -> str:
              f"- load average at start {m['load_average_start']}, at end {m.get('load_average_end')}; "
              f"suite wall time {result['wall_s'] / 60:.1f} min",
              f"- device {s['device']}, precision {s['precision']}, channels-last {s['channels_last']}, "
-             f"compile {s['compile']}; median of {s['repeat']} timed forward(s) after {s['warmup']} warm-up, "
+             f"compile {s['compile']}{', TF32 ' + str(s.get('tf32', False)) if s['device'].startswith('cuda') else ''}; median of {s['repeat']} timed forward(s) after {s['warmup']} warm-up, "
              "batch 1, random weights, eval, inference mode", ""]
     for note in result["notes"]:
         lines.append(f"> {note}")

@@ -232,3 +232,29 @@ def test_channels_last_cell_matches_plain(keep_threads):
     row = suite.bench_cell("restormer-tiny", 40, s)
     assert row["ours_s"] > 0 and row["plain_s"] > 0 and row["reference_s"] is None
     assert 0 < row["max_abs_diff_vs_plain"] <= 1e-4  # different kernels, same function
+
+
+def test_fastpath_ablation_times_every_variant(tmp_path, keep_threads):
+    from benchmarks import fastpath_ablation as ablation
+
+    from anyrestore.archs.fastpaths import fast_path_state, set_fast_paths
+
+    model = suite.bench_model("nafnet-tiny")
+    found = ablation.variants(model)
+    assert set(found) == {"plain", "all", "only fused_layernorm", "only folded_scales"}  # NAFNet has no attention
+    state = fast_path_state(set_fast_paths(model, **found["only folded_scales"]))
+    assert state["folded_scales"][0] == state["folded_scales"][1] > 0 and state["fused_layernorm"][0] == 0
+
+    assert ablation.main(["--presets", "nafnet-tiny", "--sizes", "32", "--repeat", "1", "--threads", "1",
+                          "--out", str(tmp_path), "--name", "abl"]) == 0
+    rows = json.loads((tmp_path / "abl.json").read_text())["rows"]
+    assert len(rows) == 4 * 2  # variants x (NCHW, channels-last), fp32 only on CPU
+    assert all(r["finite"] and r["s"] > 0 for r in rows)
+    plain = [r for r in rows if (r["variant"], r["layout"]) == ("plain", "NCHW")]
+    assert plain[0]["speedup_vs_plain_fp32"] == 1.0
+    assert "| only folded_scales |" in (tmp_path / "abl.md").read_text()
+
+
+def test_tf32_is_off_unless_asked():
+    assert suite.settings_from_args(suite.parse_args([])).tf32 is False
+    assert suite.settings_from_args(suite.parse_args(["--tf32"])).tf32 is True

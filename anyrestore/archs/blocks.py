@@ -240,6 +240,13 @@ class SimpleGate(nn.Module):
         return a * b
 
 
+def _matmul_in_fp16(x: torch.Tensor) -> bool:
+    """Whether a matmul of ``x`` runs in float16, by its dtype or under autocast."""
+    kind = x.device.type
+    autocast_fp16 = torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.float16
+    return x.dtype == torch.float16 or autocast_fp16
+
+
 def transposed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, temperature: torch.Tensor, *,
                          tokens_last: bool = True) -> torch.Tensor:
     """``softmax(normalize(q) @ normalize(k)ᵀ · temperature) @ v`` with the L2 norms applied to the small map.
@@ -257,7 +264,13 @@ def transposed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, temp
         q, k = q.transpose(-2, -1), k.transpose(-2, -1)
     qn = torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min(eps)  # (B, heads, d, 1)
     kn = torch.linalg.vector_norm(k, dim=-1, keepdim=True).clamp_min(eps)
-    attn = (q @ k.transpose(-2, -1)) * (temperature / (qn * kn.transpose(-2, -1)))  # (B, heads, d, d)
+    if _matmul_in_fp16(q):
+        # fp16 (also under autocast): the raw q·kᵀ sums N = H·W products and overflows 65504 on large maps, so
+        # normalise the maps first, as the plain formula does; bf16 and fp32 have the range to skip it
+        q, k = q / qn, k / kn
+        attn = (q @ k.transpose(-2, -1)) * temperature
+    else:
+        attn = (q @ k.transpose(-2, -1)) * (temperature / (qn * kn.transpose(-2, -1)))  # (B, heads, d, d)
     if tokens_last:
         return attn.softmax(dim=-1) @ v
     return v @ attn.softmax(dim=-1).transpose(-2, -1)
