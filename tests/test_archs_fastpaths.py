@@ -298,3 +298,7 @@ def test_transposed_attention_fp16_large_map_stays_finite():
     out = transposed_attention(q.half(), k.half(), v.half(), temperature.half())
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out.float(), ref, rtol=2e-3, atol=2e-3)
+    with torch.autocast("cpu", dtype=torch.float16):  # fp32 maps, fp16 matmuls: the CUDA AMP case
+        out = transposed_attention(q, k, v, temperature)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), ref, rtol=2e-3, atol=2e-3)
