@@ -13,8 +13,8 @@
 # Iterations can be scaled for the machine at hand:
 #   PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... LONG_ITERS=... DARK_ITERS=... BALANCED_ITERS=... BALANCED2_ITERS=... \
 #     bash scripts/train_default.sh
-# The shipped weights (stage 7) used PRETRAIN_ITERS=1500 FINETUNE_ITERS=2000 FULL_ITERS=1800 LONG_ITERS=5000
-# DARK_ITERS=1200 BALANCED_ITERS=4500.
+# The shipped weights (stage 8) used PRETRAIN_ITERS=1500 FINETUNE_ITERS=2000 FULL_ITERS=1800 LONG_ITERS=5000
+# DARK_ITERS=1200 BALANCED_ITERS=4500 BALANCED2_ITERS=4000.
 # Every stage resumes from its latest checkpoint when re-run (--resume), so an interrupted run loses nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
