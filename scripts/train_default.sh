@@ -9,12 +9,14 @@
 #   6. dark-scene fine-tune   configs/default/dark.yaml       (adds darkened clean photos: dark scenes stay dark)
 #   7. balanced fine-tune     configs/default/balanced.yaml   (per-sample PSNR loss, more JPEG/blur/snow/low light)
 #   8. second balanced cycle  configs/default/balanced2.yaml  (warm restart at 3e-4)
-#   9. quality report         benchmarks/default_model.py on the held-out photos
+#   9. long third cycle       configs/default/balanced_long.yaml (warm restart at 2e-4, 7000 it)
+#  10. quality report         benchmarks/default_model.py on the held-out photos
 # Iterations can be scaled for the machine at hand:
 #   PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... LONG_ITERS=... DARK_ITERS=... BALANCED_ITERS=... BALANCED2_ITERS=... \
+#   BALANCED_LONG_ITERS=... \
 #     bash scripts/train_default.sh
-# The shipped weights (stage 8) used PRETRAIN_ITERS=1500 FINETUNE_ITERS=2000 FULL_ITERS=1800 LONG_ITERS=5000
-# DARK_ITERS=1200 BALANCED_ITERS=4500 BALANCED2_ITERS=4000.
+# The shipped weights (stage 9) used PRETRAIN_ITERS=1500 FINETUNE_ITERS=2000 FULL_ITERS=1800 LONG_ITERS=5000
+# DARK_ITERS=1200 BALANCED_ITERS=4500 BALANCED2_ITERS=4000 BALANCED_LONG_ITERS=7000.
 # Every stage resumes from its latest checkpoint when re-run (--resume), so an interrupted run loses nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,7 @@ LONG_ITERS=${LONG_ITERS:-5000}
 DARK_ITERS=${DARK_ITERS:-1200}
 BALANCED_ITERS=${BALANCED_ITERS:-4500}
 BALANCED2_ITERS=${BALANCED2_ITERS:-4000}
+BALANCED_LONG_ITERS=${BALANCED_LONG_ITERS:-7000}
 RUNS=${RUNS:-runs}
 
 latest() {  # weights file of a run's latest checkpoint
@@ -60,10 +63,12 @@ train configs/default/balanced.yaml "$RUNS/default-balanced" train.iterations="$
   model.pretrained="$RUNS/default-dark/model.safetensors"
 train configs/default/balanced2.yaml "$RUNS/default-balanced2" train.iterations="$BALANCED2_ITERS" \
   model.pretrained="$RUNS/default-balanced/model.safetensors"
+train configs/default/balanced_long.yaml "$RUNS/default-balanced-long" train.iterations="$BALANCED_LONG_ITERS" \
+  model.pretrained="$RUNS/default-balanced2/model.safetensors"
 
-for stage in finetune full long dark balanced balanced2; do
+for stage in finetune full long dark balanced balanced2 balanced-long; do
   python benchmarks/default_model.py --model "$RUNS/default-$stage/model.safetensors" \
     --json "$RUNS/default-$stage/quality.json" --markdown "$RUNS/default-$stage/quality.md"
 done
-echo "Compare $RUNS/default-{finetune,full,long,dark,balanced,balanced2}/quality.md, then copy the best"
+echo "Compare $RUNS/default-{finetune,full,long,dark,balanced,balanced2,balanced-long}/quality.md, then copy the best"
 echo "model.safetensors to anyrestore/weights/nafnet-default.safetensors and update anyrestore/weights/README.md."
