@@ -75,7 +75,8 @@ def render(rows: list[dict], info: dict) -> str:
     for (preset, size) in dict.fromkeys((r["preset"], r["size"]) for r in rows):
         cell = [r for r in rows if r["preset"] == preset and r["size"] == size]
         cols = list(dict.fromkeys((r["layout"], r["precision"]) for r in cell))
-        lines += [f"## {preset} {size}²", "", "| variant | " + " | ".join(f"{layout} {precision}" for layout, precision in cols) + " |",
+        header = " | ".join(f"{layout} {precision}" for layout, precision in cols)
+        lines += [f"## {preset} {size}²", "", f"| variant | {header} |",
                   "|---|" + "---|" * len(cols)]
         for variant in dict.fromkeys(r["variant"] for r in cell):
             by = {(r["layout"], r["precision"]): r for r in cell if r["variant"] == variant}
