@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:
 from benchmarks.run import (PRECISIONS, bench_input, bench_model, forward, machine_info,  # noqa: E402
                             round_robin_medians)
 
-from anyrestore.archs.fastpaths import FAST_PATHS, set_fast_paths  # noqa: E402
+from anyrestore.archs.fastpaths import FAST_PATHS, optimize_model, set_fast_paths  # noqa: E402
 from anyrestore.archs.registry import model_meta  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def ablate(preset: str, size: int, device: torch.device, precisions: list[str], 
     for name, switches in variants(base).items():
         for channels_last in (False, True):
             model = set_fast_paths(copy.deepcopy(base), **switches).to(device)
-            module = _channels_last(model) if channels_last else model
+            module = optimize_model(model, fast=None, channels_last=channels_last)
             for precision in precisions:
                 key = (name, "channels-last" if channels_last else "NCHW", precision)
                 call = functools.partial(forward, module, x, PRECISIONS[precision], device, None, 0)
@@ -59,13 +59,6 @@ def ablate(preset: str, size: int, device: torch.device, precisions: list[str], 
     return [{"preset": preset, "size": size, "variant": k[0], "layout": k[1], "precision": k[2], "s": s,
              "speedup_vs_plain_fp32": plain / s, "finite": bool(torch.isfinite(outputs[k]).all())}
             for k, s in medians.items()]
-
-
-def _channels_last(model: torch.nn.Module) -> torch.nn.Module:
-    from anyrestore.archs.fastpaths import ChannelsLast, to_channels_last_
-
-    to_channels_last_(model)  # not optimize_model: it would reset the per-path switches set above
-    return ChannelsLast(model)
 
 
 def render(rows: list[dict], info: dict) -> str:

@@ -302,3 +302,13 @@ def test_transposed_attention_fp16_large_map_stays_finite():
         out = transposed_attention(q, k, v, temperature)
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out.float(), ref, rtol=2e-3, atol=2e-3)
+
+
+def test_optimize_model_fast_none_keeps_the_callers_switches():
+    from anyrestore.archs import build_model
+    from anyrestore.archs.fastpaths import fast_path_state, optimize_model, set_fast_paths
+
+    model = set_fast_paths(build_model("nafnet-tiny"), False, folded_scales=True)
+    optimize_model(model, fast=None, channels_last=True)
+    state = fast_path_state(model)
+    assert state["folded_scales"][0] == state["folded_scales"][1] > 0 and state["fused_layernorm"][0] == 0

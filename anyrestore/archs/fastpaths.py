@@ -135,13 +135,14 @@ def check_compile_usable(device: torch.device | str = "cpu") -> None:
         raise ConfigError(f"torch.compile gives wrong results on {device}; run without --compile")
 
 
-def optimize_model(model: nn.Module, *, fast: bool = True, channels_last: bool = False,
+def optimize_model(model: nn.Module, *, fast: bool | None = True, channels_last: bool = False,
                    compile: bool = False) -> nn.Module:
     """Apply the speed options to ``model`` and return the module to call.
 
     Args:
         model: a zoo backbone (any ``nn.Module`` works); modified in place (switches, memory format).
         fast: in-layer fast paths on (True) or the plain official formulas (False); see :func:`set_fast_paths`.
+            ``None`` leaves the switches as they are (e.g. one path on, set by the caller).
         channels_last: convert the weights to ``torch.channels_last`` and wrap the model in :class:`ChannelsLast`,
             which converts 4-D inputs, so callers pass ordinary NCHW tensors.
         compile: wrap with ``torch.compile`` (opt-in; the first call of each input shape compiles, which takes
@@ -154,7 +155,8 @@ def optimize_model(model: nn.Module, *, fast: bool = True, channels_last: bool =
     Raises:
         ConfigError: ``compile=True`` and ``torch.compile`` does not work on the model's device.
     """
-    set_fast_paths(model, fast)
+    if fast is not None:
+        set_fast_paths(model, fast)
     out: nn.Module = model
     if channels_last:
         to_channels_last_(model)
