@@ -2,6 +2,7 @@
 
     python benchmarks/training.py                                   # nafnet-tiny smoke recipe, a few seconds
     python benchmarks/training.py --recipe configs/tiny/default-model-cpu.yaml --iterations 20 --workers 2
+    python benchmarks/training.py --recipe configs/tiny/default-model-cpu.yaml train.channels_last=true
 
 Prints iterations/s and samples/s for each part and the data/model time ratio (> 1: the data pipeline is the
 bottleneck and more loader workers or a cheaper source help; < 1: the model is).
@@ -45,11 +46,14 @@ def time_model(cfg, iterations: int, device: str = "cpu") -> float:
     from anyrestore.engine.objectives import build_objective
 
     model = build_model(cfg.model.name, **cfg.model.kwargs).to(device).train()
+    layout = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
     objective = build_objective(cfg.objective)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     gen = torch.Generator().manual_seed(0)
     b, c = cfg.data.batch_size, cfg.data.crop
-    batch = {"lq": torch.rand(b, 3, c, c, generator=gen).to(device), "gt": torch.rand(b, 3, c, c, generator=gen).to(device),
+    lq, gt = (torch.rand(b, 3, c, c, generator=gen).to(device).contiguous(memory_format=layout) for _ in range(2))
+    batch = {"lq": lq, "gt": gt,
              "class_index": torch.zeros(b, dtype=torch.long, device=device), "labels": [{}] * b, "iteration": 1,
              "generator": torch.Generator(device=device).manual_seed(1)}
 

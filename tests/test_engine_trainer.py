@@ -285,3 +285,23 @@ def test_pretrained_weights_are_loaded_before_training(tmp_path):
 
     with pytest.raises(CheckpointMismatchError):
         Trainer(config_from_dict(tree), run_dir=tmp_path / "c").setup()
+
+
+def test_channels_last_training_matches_the_default_layout_and_resumes(tmp_path):
+    tree = paired_recipe(tmp_path, iterations=8, ckpt_every=4, ema_decay=0.5)
+    plain = Trainer(config_from_dict(tree), run_dir=tmp_path / "plain").fit()
+    tree["train"]["channels_last"] = True
+    trainer = Trainer(config_from_dict(tree), run_dir=tmp_path / "cl")
+    fast = trainer.fit()
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert losses(fast) == pytest.approx(losses(plain), rel=1e-4, abs=1e-6)
+    a = load_file(tmp_path / "plain" / "model.safetensors")
+    b = load_file(tmp_path / "cl" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)
+    # interrupted and resumed in channels-last: same losses as the uninterrupted channels-last run
+    Trainer(config_from_dict(tree), run_dir=tmp_path / "cut").fit(stop_at=5)
+    resumed = Trainer(config_from_dict(tree), run_dir=tmp_path / "cut", resume=True).fit()
+    assert losses(resumed) == pytest.approx(losses(fast)[4:], rel=1e-5, abs=1e-7)

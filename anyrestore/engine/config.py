@@ -115,6 +115,7 @@ class TrainConfig:
     ckpt_every: int = 0  # 0: only the final checkpoint
     keep_checkpoints: int = 0  # 0 keeps all
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    channels_last: bool = False  # model and 4-D batches in channels-last memory format (faster convs on CPU)
     progress: bool = True
     tensorboard: bool = True
 

@@ -95,6 +95,8 @@ class Trainer:
         if isinstance(self.objective, nn.Module):  # buffers only: learnable parts belong in the model (prepare)
             self.objective.to(self.device)
         self.model = self._build_model().to(self.device)
+        if cfg.train.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.model.train()
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         if not trainable:
@@ -160,6 +162,8 @@ class Trainer:
         out = dict(batch)
         for key in ("lq", "gt", "class_index"):
             out[key] = batch[key].to(self.device, non_blocking=True)
+            if self.config.train.channels_last and out[key].dim() == 4:
+                out[key] = out[key].contiguous(memory_format=torch.channels_last)
         out["iteration"] = iteration
         gen = torch.Generator(device=self.device)
         from anyrestore.data.sampling import stable_hash
