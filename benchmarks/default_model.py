@@ -384,20 +384,24 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def report_cli(args: argparse.Namespace, run_fn, markdown_fn) -> int:
+    """Run ``run_fn(args)``, print ``markdown_fn(report)`` and write ``--json``/``--markdown``; errors: one line, 2."""
     try:
-        report = run(args)
+        report = run_fn(args)
     except AnyRestoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = markdown(report)
+    text = markdown_fn(report)
     print(text, end="")
     if args.json:
         _atomic_write(args.json, json.dumps(report, indent=2, allow_nan=True) + "\n")
     if args.markdown:
         _atomic_write(args.markdown, text)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return report_cli(build_parser().parse_args(argv), run, markdown)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 import sys
 import time
@@ -43,13 +42,13 @@ if str(REPO) not in sys.path:  # run as a script: make `benchmarks.default_model
     sys.path.insert(0, str(REPO))
 
 from anyrestore.api import default_model_spec, load_model  # noqa: E402
-from anyrestore.errors import AnyRestoreError, ConfigError  # noqa: E402
+from anyrestore.errors import ConfigError  # noqa: E402
 from anyrestore.inference.predictor import Predictor  # noqa: E402
 from anyrestore.io import read_image  # noqa: E402
 from anyrestore.metrics import psnr  # noqa: E402
 from benchmarks.default_model import (DEGRADATIONS, GAMMA_GRID, NLM_FACTORS, PROTOCOL, UNSHARP_GRID,  # noqa: E402
-                                      _atomic_write, _f, _gamma, _judge, _mean, _nlm, _unsharp, centre_crop,
-                                      find_photos)
+                                      _f, _gamma, _judge, _mean, _nlm, _unsharp, centre_crop, find_photos,
+                                      report_cli)
 
 Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]  # (H,W,3) float in [0,1] -> same
 
@@ -241,19 +240,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        report = run(args)
-    except AnyRestoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    text = markdown(report)
-    print(text, end="")
-    if args.json:
-        _atomic_write(args.json, json.dumps(report, indent=2, allow_nan=True) + "\n")
-    if args.markdown:
-        _atomic_write(args.markdown, text)
-    return 0
+    return report_cli(build_parser().parse_args(argv), run, markdown)
 
 
 if __name__ == "__main__":
