@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from anyrestore.degradations import build_sampler, catalog, list_presets, list_types
-from anyrestore.degradations.pipeline import DEFAULT_MODEL_BALANCED_WEIGHTS, DEFAULT_MODEL_WEIGHTS
+from anyrestore.degradations.pipeline import (DEFAULT_MODEL_BALANCED_WEIGHTS, DEFAULT_MODEL_NOISE_BLUR_WEIGHTS,
+                                             DEFAULT_MODEL_WEIGHTS)
 from anyrestore.errors import AnyRestoreError, ConfigError
 
 SPECS = list_presets() + ["noise", "noise:25", "jpeg:50", "blur:k15s2.0", "blur+noise+jpeg", "haze+rain",
@@ -167,10 +168,11 @@ def test_maskdcpt_presets():
 
 
 @pytest.mark.parametrize("preset,weights", [("default-model", DEFAULT_MODEL_WEIGHTS),
-                                            ("default-model-balanced", DEFAULT_MODEL_BALANCED_WEIGHTS)])
+                                            ("default-model-balanced", DEFAULT_MODEL_BALANCED_WEIGHTS),
+                                            ("default-model-noise-blur", DEFAULT_MODEL_NOISE_BLUR_WEIGHTS)])
 def test_default_model_weights_and_frequencies(preset, weights):
     sampler = build_sampler(preset)
-    assert abs(sum(DEFAULT_MODEL_WEIGHTS.values()) - 100) < 1e-9
+    assert abs(sum(weights.values()) - 100) < 1e-9
     total = sum(weights.values())
     assert sampler.classes == tuple(weights)
     n = 3000
