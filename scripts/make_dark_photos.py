@@ -6,8 +6,9 @@ uniformly from ``--gamma`` (default [1.3, 2.4]) and ``--scale`` (default [0.35, 
 like any other clean image during training.
 
     python scripts/make_dark_photos.py data_cache/default_photos/train -o data_cache/dark_photos --copies 3
+        # default model, stage 6: degraded only by JPEG/noise (a dark JPEG photo is not low light)
     python scripts/make_dark_photos.py data_cache/default_photos/train -o data_cache/dark_photos_mild --copies 2 \
-        --gamma 1.0 1.6 --scale 0.55 0.9      # stage 7: dark, but not as dark as a low-light input
+        --gamma 1.0 1.6 --scale 0.55 0.9      # stage 6: dark, but not as dark as a low-light input
 """
 from __future__ import annotations
 

@@ -54,21 +54,39 @@ def test_models_command_marks_the_trained_default(capsys):
     assert not rows["classical"]["restore_default"]
 
 
-def test_default_recipes_load_and_the_dark_stage_adds_dark_scenes():
+def test_default_recipes_chain_and_the_last_stage_keeps_dark_scenes_dark():
+    import re
     from pathlib import Path
 
+    from anyrestore.degradations import build_sampler
     from anyrestore.engine.config import load_config
 
-    root = Path(__file__).resolve().parents[1] / "configs" / "default"
-    configs = {name: load_config(root / f"{name}.yaml") for name in ("pretrain", "finetune", "full", "long", "dark")}
+    repo = Path(__file__).resolve().parents[1]
+    root = repo / "configs" / "default"
+    names = ("pretrain", "finetune", "full", "long", "full_balanced")
+    configs = {name: load_config(root / f"{name}.yaml") for name in names}
     assert {c.model.name for c in configs.values()} == {"nafnet-default"}
     assert configs["pretrain"].objective["type"] == "ram_pretrain"
     assert configs["finetune"].objective["ratio"] == 0.3
-    assert configs["long"].objective["ratio"] == configs["dark"].objective["ratio"] == 1.0
-    streams = {s.name: s for s in configs["dark"].data.streams}
-    assert set(streams) == {"wallpapers", "shipped", "dead_leaves", "dark_photos"}
-    assert streams["dark_photos"].source["path"] == "data_cache/dark_photos"
+    assert configs["full"].objective["ratio"] == configs["long"].objective["ratio"] == 1.0
+    last = configs["full_balanced"]
+    assert last.objective["type"] == "psnr" and last.train.channels_last and last.train.iterations == 6000
+    streams = {s.name: s for s in last.data.streams}
+    assert set(streams) == {"wallpapers", "shipped", "dead_leaves", "dark_photos_mild", "dark_jpeg"}
+    assert streams["dark_photos_mild"].source["path"] == "data_cache/dark_photos_mild"
+    assert streams["dark_jpeg"].source["path"] == "data_cache/dark_photos"
+    # the dark JPEG scenes never meet a brightness-changing degradation: only JPEG, noise and blur steps
+    dark_jpeg = build_sampler(streams["dark_jpeg"].degradation)
+    gen = torch.Generator()
+    kinds = set()
+    for seed in range(200):
+        gen.manual_seed(seed)
+        kinds.update(step.name for step, _ in dark_jpeg.plan(gen).steps)
+    assert "jpeg" in kinds and kinds <= {"jpeg", "noise", "blur"}
     assert {s.name for s in configs["long"].data.streams} == {"wallpapers", "shipped", "dead_leaves"}
+    # the script chains exactly these recipes, in this order, each from the previous stage's weights
+    script = (repo / "scripts" / "train_default.sh").read_text()
+    assert re.findall(r"^train configs/default/(\w+)\.yaml", script, re.M) == list(names)
 
 
 def test_dark_photo_script_darkens_reproducibly(tmp_path):

@@ -472,8 +472,8 @@ def _always(*steps: Sampler, name: str) -> ChainSampler:
     return ChainSampler(steps=list(steps), gates=[1.0] * len(steps), name=name)
 
 
-# Stage 7 of the default-model recipe: more JPEG, blur (twice the linear motion), snow and low light, the classes
-# the model still left unrestored after stage 6; fewer of the ones it already handles.
+# Stages 7-9 of the previous default model (git history, 4f99327): more JPEG, blur (twice the linear motion), snow
+# and low light, the classes it still left unrestored then; fewer of the ones it already handled.
 DEFAULT_MODEL_BALANCED_WEIGHTS: dict[str, float] = {
     "identity": 3, "noise": 12, "blur": 15, "jpeg": 12, "haze": 7, "rain": 6, "snow": 8, "low_light": 12,
     "blur+noise+jpeg": 9, "noise+jpeg": 5, "low_light+noise": 6, "haze+noise": 3, "rain+haze": 2,
