@@ -46,9 +46,8 @@ from anyrestore.errors import ConfigError  # noqa: E402
 from anyrestore.inference.predictor import Predictor  # noqa: E402
 from anyrestore.io import read_image  # noqa: E402
 from anyrestore.metrics import psnr  # noqa: E402
-from benchmarks.default_model import (DEGRADATIONS, GAMMA_GRID, NLM_FACTORS, PROTOCOL, UNSHARP_GRID,  # noqa: E402
-                                      _f, _gamma, _judge, _mean, _nlm, _unsharp, centre_crop, find_photos,
-                                      report_cli)
+from benchmarks.default_model import (DEGRADATIONS, PROTOCOL, _f, _judge, _mean, best_baselines,  # noqa: E402
+                                      centre_crop, find_photos, report_cli)
 
 Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]  # (H,W,3) float in [0,1] -> same
 
@@ -140,11 +139,14 @@ CROSSCHECK: dict[str, tuple[str, Degrade]] = {
                                       lambda x, g: pillow_jpeg(add_noise(gaussian_blur(x, 1.5), g, 15), 50)),
 }
 
-BASELINES: dict[str, tuple[str, list[tuple[dict, Callable[[np.ndarray], np.ndarray]]]]] = {
-    "noise:25": ("NLM", [({"h/sigma": f}, lambda x, h=f * 25.0: _nlm(x, h)) for f in NLM_FACTORS]),
-    "blur:k15s2.0": ("unsharp", [({"sigma": s, "amount": a}, lambda x, s=s, a=a: _unsharp(x, s, a))
-                                 for s, a in UNSHARP_GRID]),
-    "low_light:medium": ("gamma", [({"gamma": g}, lambda x, g=g: _gamma(x, g)) for g in GAMMA_GRID]),
+# What the classical baselines of default_model.py are told (they know the true degradation, as there).
+TRUE_LABELS: dict[str, dict] = {
+    "noise:15": {"type": "noise", "params": {"sigma": 15.0}},
+    "noise:25": {"type": "noise", "params": {"sigma": 25.0}},
+    "noise:50": {"type": "noise", "params": {"sigma": 50.0}},
+    "blur:k15s2.0": {"type": "blur", "params": {}},
+    "motion_blur:medium": {"type": "motion_blur", "params": {}},
+    "low_light:medium": {"type": "low_light", "params": {}},
 }
 
 
@@ -154,26 +156,24 @@ def _tensor(hwc: np.ndarray) -> torch.Tensor:
 
 def evaluate(key: str, photos: list[tuple[str, np.ndarray]], predictor) -> dict:
     description, degrade = CROSSCHECK[key]
+    label = {"steps": [TRUE_LABELS[key]] if key in TRUE_LABELS else []}
     per_image, degraded = [], []
     for name, clean in photos:
         rng = np.random.default_rng(zlib.crc32(f"crosscheck/{key}/{name}".encode()))
         lq = degrade(clean, rng)
+        lq_t, gt = _tensor(lq), _tensor(clean)
         with torch.inference_mode():
-            out = predictor(_tensor(lq))
-        gt = _tensor(clean)
-        per_image.append({"name": name, "input_psnr": psnr(_tensor(lq), gt, protocol=PROTOCOL),
+            out = predictor(lq_t)
+        per_image.append({"name": name, "input_psnr": psnr(lq_t, gt, protocol=PROTOCOL),
                           "output_psnr": psnr(out, gt, protocol=PROTOCOL)})
-        degraded.append((lq, gt))
+        degraded.append((lq.astype(np.float32), gt, label))
     row = {"degradation": key, "description": description, "images": len(photos),
            "input_psnr": _mean([r["input_psnr"] for r in per_image]),
-           "output_psnr": _mean([r["output_psnr"] for r in per_image]), "baseline": None}
+           "output_psnr": _mean([r["output_psnr"] for r in per_image])}
     row["gain_db"] = row["output_psnr"] - row["input_psnr"]
-    if key in BASELINES:
-        name, grid = BASELINES[key]
-        scores = [(_mean([psnr(_tensor(fn(lq.astype(np.float32))), gt, protocol=PROTOCOL) for lq, gt in degraded]), p)
-                  for p, fn in grid]
-        best, params = max(scores, key=lambda s: s[0])
-        row["baseline"] = {"name": name, "psnr": best, "params": params}
+    baselines = best_baselines(degraded)
+    best = max(baselines, key=lambda n: baselines[n]["psnr"]) if baselines else None
+    row["baseline"] = None if best is None else {"name": best, **baselines[best]}
     row.update(_judge(row, DEGRADATIONS[key][1]))
     row["per_image"] = per_image
     return row
