@@ -12,9 +12,12 @@
 # On a quiet 2-core CPU stages 1-6 take about 2 h 40 min (per-stage times in anyrestore/weights/README.md).
 # Iterations can be scaled for the machine at hand:
 #   PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... LONG_ITERS=... BALANCED_ITERS=... bash scripts/train_default.sh
-# The defaults are the shipped weights' values. Every stage resumes from its latest checkpoint when re-run
-# (--resume), so an interrupted run loses nothing. Earlier releases came from longer chains of stages; their recipes
-# are in the git history (scripts/train_default.sh at commit 4f99327).
+# The defaults are the shipped weights' values. TRAIN_OVERRIDES adds recipe overrides to every stage, e.g. on a GPU
+# (the trainer and MAC pick CUDA by themselves when it is there):
+#   TRAIN_OVERRIDES="data.batch_size=32 data.crop=128 data.num_workers=15" LONG_ITERS=... bash scripts/train_default.sh
+# Every stage resumes from its latest checkpoint when re-run (--resume), so an interrupted run loses nothing.
+# Earlier releases came from longer chains of stages; their recipes are in the git history
+# (scripts/train_default.sh at commit 4f99327).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PRETRAIN_ITERS=${PRETRAIN_ITERS:-1500}
@@ -30,7 +33,8 @@ latest() {  # weights file of a run's latest checkpoint
 train() {  # recipe run-dir overrides...
   local recipe=$1 dir=$2; shift 2
   if [ -f "$dir/ckpt/latest.json" ]; then resume=--resume; else resume=; fi
-  [ -f "$dir/done.txt" ] || anyrestore train "$recipe" "$@" --run-dir "$dir" $resume
+  # shellcheck disable=SC2086  # TRAIN_OVERRIDES is a list of key=value words
+  [ -f "$dir/done.txt" ] || anyrestore train "$recipe" "$@" ${TRAIN_OVERRIDES:-} --run-dir "$dir" $resume
 }
 
 [ -d data_cache/default_photos/train ] || python scripts/prepare_default_photos.py -o data_cache/default_photos

@@ -111,3 +111,54 @@ def test_dark_photo_script_darkens_reproducibly(tmp_path):
         dark = read_image(p)
         assert torch.equal(dark, read_image(tmp_path / "y" / p.name))  # seeded
         assert dark.mean() < 0.8 * clean.mean() and (dark <= clean + 1 / 255).all()
+
+
+def test_training_script_chains_the_stages_and_passes_overrides_to_every_stage(tmp_path):
+    """Runs scripts/train_default.sh with stand-ins for `anyrestore` and the data scripts that record their
+    arguments: the stages run in order, each from the previous stage's weights, with TRAIN_OVERRIDES appended."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    bin_dir, runs, log = tmp_path / "bin", tmp_path / "runs", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    (bin_dir / "anyrestore").write_text(f"""#!/usr/bin/env bash
+echo "anyrestore $*" >> {shlex.quote(str(log))}
+if [ "$1" = train ]; then
+  while [ $# -gt 0 ]; do [ "$1" = --run-dir ] && dir=$2; shift; done
+  mkdir -p "$dir/ckpt" && echo '{{"weights": "iter_9.safetensors"}}' > "$dir/ckpt/latest.json"
+  touch "$dir/model.safetensors" "$dir/done.txt"
+elif [ "$1" = mac ]; then
+  while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done
+  mkdir -p "$out" && touch "$out/ranking.json"
+fi
+""")
+    # `python -c` (the script's checkpoint lookup) runs for real; data and report scripts are only recorded
+    (bin_dir / "python").write_text(f"""#!/usr/bin/env bash
+if [ "$1" = -c ]; then exec {shlex.quote(sys.executable)} "$@"; fi
+echo "python $*" >> {shlex.quote(str(log))}
+""")
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RUNS": str(runs),
+           "TRAIN_OVERRIDES": "data.batch_size=32 data.crop=128", "LONG_ITERS": "77"}
+    subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], env=env, check=True, capture_output=True)
+    trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
+    assert [t[2] for t in trains] == [f"configs/default/{n}.yaml" for n in
+                                      ("pretrain", "finetune", "full", "long", "full_balanced")]
+    for call in trains:
+        run_dir = call.index("--run-dir")
+        assert call[run_dir - 2:run_dir] == ["data.batch_size=32", "data.crop=128"]
+    stages = [t[t.index("--run-dir") + 1] for t in trains]
+    pretrained = [next((a for a in t if a.startswith("model.pretrained=")), None) for t in trains]
+    assert pretrained[0] is None
+    assert pretrained[1] == f"model.pretrained={stages[0]}/ckpt/iter_9.safetensors"   # latest checkpoint
+    for prev, arg in zip(stages[1:-1], pretrained[2:]):
+        assert arg == f"model.pretrained={prev}/model.safetensors"
+    assert "train.iterations=77" in trains[3]
+    assert any(line.startswith("anyrestore mac") for line in log.read_text().splitlines())
+    reports = [line for line in log.read_text().splitlines() if "benchmarks/default_model.py" in line]
+    assert len(reports) == 4
