@@ -3,6 +3,7 @@
     python benchmarks/training.py                                   # nafnet-tiny smoke recipe, a few seconds
     python benchmarks/training.py --recipe configs/tiny/default-model-cpu.yaml --iterations 20 --workers 2
     python benchmarks/training.py --recipe configs/tiny/default-model-cpu.yaml train.channels_last=true
+    python benchmarks/training.py --recipe configs/default/full_balanced.yaml --parts data --iterations 100
 
 Prints iterations/s and samples/s for each part and the data/model time ratio (> 1: the data pipeline is the
 bottleneck and more loader workers or a cheaper source help; < 1: the model is).
@@ -31,8 +32,14 @@ def time_data(cfg, iterations: int) -> float:
         if hasattr(getattr(stream, "source", None), "fill"):
             stream.source.fill()
     print(f"source cache fill: {time.perf_counter() - start:.1f} s")
-    sampler.set_epoch(0)
-    loader = iter(DataLoader(dataset, sampler=sampler, drop_last=True, **kwargs))
+    def batches():  # epoch after epoch, as the trainer draws them
+        epoch = 0
+        while True:
+            sampler.set_epoch(epoch)
+            yield from DataLoader(dataset, sampler=sampler, drop_last=True, **kwargs)
+            epoch += 1
+
+    loader = batches()
     next(loader)  # worker start-up is not throughput
     start = time.perf_counter()
     for _ in range(iterations):
@@ -94,8 +101,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--crop", type=int)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
+    parser.add_argument("--parts", default="data,model,trainer",
+                        help="comma-separated parts to time: data, model, trainer (default all three)")
     parser.add_argument("overrides", nargs="*", help="recipe overrides key.sub=value")
     args = parser.parse_args()
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    if not parts or set(parts) - {"data", "model", "trainer"}:
+        parser.error(f"--parts takes data, model and/or trainer, got {args.parts!r}")
     torch.set_num_threads(args.threads)
     from anyrestore.engine.config import load_config
 
@@ -108,15 +120,19 @@ def main() -> None:
     cfg = load_config(args.recipe, overrides)
     cfg.train.iterations = 10**9  # the schedule length does not matter here
     b = cfg.data.batch_size
-    data_s, model_s, full_s = time_data(cfg, args.iterations), time_model(cfg, args.iterations), time_trainer(cfg, args.iterations)
+    timers = {"data": ("data pipeline alone", time_data), "model": ("model step alone", time_model),
+              "trainer": ("full trainer", time_trainer)}
+    seconds = {part: timers[part][1](cfg, args.iterations) for part in parts}
     print(f"recipe {Path(args.recipe).name}: model {cfg.model.name}, batch {b}, crop {cfg.data.crop}, "
           f"workers {args.workers}, threads {args.threads}, device cpu, {args.iterations} timed iterations")
     print("| part | s/iteration | iterations/s | samples/s |")
     print("|---|---|---|---|")
-    for name, sec in (("data pipeline alone", data_s), ("model step alone", model_s), ("full trainer", full_s)):
-        print(f"| {name} | {sec:.4f} | {1 / sec:.2f} | {b / sec:.1f} |")
-    print(f"data/model time ratio: {data_s / model_s:.2f} "
-          f"({'data-bound' if data_s > model_s else 'model-bound'} with {args.workers} workers)")
+    for part, sec in seconds.items():
+        print(f"| {timers[part][0]} | {sec:.4f} | {1 / sec:.2f} | {b / sec:.1f} |")
+    if "data" in seconds and "model" in seconds:
+        data_s, model_s = seconds["data"], seconds["model"]
+        print(f"data/model time ratio: {data_s / model_s:.2f} "
+              f"({'data-bound' if data_s > model_s else 'model-bound'} with {args.workers} workers)")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from anyrestore.data.datasets import (DatasetLayoutError, PairedStream, SyntheticStream, augment, collate, gt_key,
-                                      pad_to, pair_folders, random_crop)
+from anyrestore.data.datasets import (DatasetLayoutError, PairedStream, SyntheticStream, augment, augment_then_crop,
+                                      collate, gt_key, pad_to, pair_folders, random_crop)
 from engine_fixtures import make_paired_tree, write_png
 
 
@@ -104,3 +104,20 @@ def test_cached_generator_source_is_a_fixed_pool_independent_of_access_order():
     assert Counter.calls == 6
     with pytest.raises(Exception, match="no natural length"):
         SourceAdapter(Counter())
+
+
+@pytest.mark.parametrize("mode", ["none", "hflip", "flip_rot"])
+def test_augment_then_crop_equals_augmenting_the_whole_image_then_cropping(mode):
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(3, 40, 64), (3, 64, 40), (3, 33, 33), (3, 20, 50), (3, 12, 9)]  # last two need padding
+    for trial in range(60):
+        image = torch.rand(shapes[trial % len(shapes)], generator=gen)
+        for size in (16, 32, None):
+            seed = 1000 * trial + (size or 0)
+            a, b = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+            (plain,) = augment([image], mode, a)
+            if size is not None:
+                (plain,) = random_crop([plain], size, a)
+            fast = augment_then_crop(image, mode, size, b)
+            assert torch.equal(fast, plain), (mode, trial, size)
+            assert torch.equal(torch.rand(3, generator=a), torch.rand(3, generator=b))  # same draws consumed

@@ -137,22 +137,49 @@ def augment(images: Sequence[torch.Tensor], mode: AugmentMode, generator: torch.
 
     ``hflip``: horizontal flip with p = 0.5 (RAM). ``flip_rot``: one of the 8 flip/rot90 transforms, uniformly.
     """
+    code = _draw_transform(mode, generator)
+    return [_transform(img, code).contiguous() if mode == "flip_rot" else _transform(img, code) for img in images]
+
+
+def _draw_transform(mode: AugmentMode, generator: torch.Generator) -> int:
+    """The transform code of :func:`augment`: bit 4 transpose, then bit 2 vertical flip, then bit 1 horizontal."""
     if mode == "none":
-        return list(images)
+        return 0
     if mode == "hflip":
-        flip = bool(torch.rand((), generator=generator) < 0.5)
-        return [img.flip(-1) if flip else img for img in images]
-    code = int(torch.randint(8, (1,), generator=generator))
-    out = []
-    for img in images:
-        if code & 4:
-            img = img.transpose(-1, -2)
-        if code & 2:
-            img = img.flip(-2)
-        if code & 1:
-            img = img.flip(-1)
-        out.append(img.contiguous())
-    return out
+        return int(bool(torch.rand((), generator=generator) < 0.5))
+    return int(torch.randint(8, (1,), generator=generator))
+
+
+def _transform(img: torch.Tensor, code: int) -> torch.Tensor:
+    if code & 4:
+        img = img.transpose(-1, -2)
+    if code & 2:
+        img = img.flip(-2)
+    if code & 1:
+        img = img.flip(-1)
+    return img
+
+
+def augment_then_crop(image: torch.Tensor, mode: AugmentMode, size: int | None,
+                      generator: torch.Generator) -> torch.Tensor:
+    """``random_crop(augment([image]))`` with the same random draws and the same result, but the transform is
+    applied to the ``size``² window only (cut from the untransformed image), not to the whole photo: on 720p
+    training photos this halves the cost of a sample."""
+    code = _draw_transform(mode, generator)
+    _, h, w = image.shape
+    th, tw = (w, h) if code & 4 else (h, w)
+    if size is None or th < size or tw < size:  # whole image, or padding needed: the plain order
+        out = _transform(image, code)
+        out = out.contiguous() if mode == "flip_rot" else out
+        return out if size is None else random_crop([out], size, generator)[0]
+    top = int(torch.randint(th - size + 1, (1,), generator=generator))
+    left = int(torch.randint(tw - size + 1, (1,), generator=generator))
+    # the window in the transposed (not yet flipped) frame, then in the original one
+    rows = th - top - size if code & 2 else top
+    cols = tw - left - size if code & 1 else left
+    if code & 4:
+        rows, cols = cols, rows
+    return _transform(image[:, rows:rows + size, cols:cols + size], code)
 
 
 # ----------------------------------------------------------------------------------------------- streams
@@ -219,10 +246,7 @@ class SyntheticStream:
 
     def sample(self, index: int, generator: torch.Generator) -> dict[str, Any]:
         clean = self.source.image(index, generator)
-        (clean,) = augment([clean], self.augment_mode, generator)
-        if self.crop is not None:
-            (clean,) = random_crop([clean], self.crop, generator)
-        clean = clean.contiguous().float()
+        clean = augment_then_crop(clean, self.augment_mode, self.crop, generator).contiguous().float()
         if self.sampler is None:
             return {"lq": clean.clone(), "gt": clean, "name": f"{self.name}_{index}",
                     "label": _label({"type": "identity", "level": 0}, "identity", self.class_index)}
