@@ -9,7 +9,7 @@
 #   5. long full fine-tune    configs/default/long.yaml           (cosine warm restart, L1: learns haze, rain, snow)
 #   6. balanced fine-tune     configs/default/full_balanced.yaml  (PSNR loss, noise/blur-heavy mixture, dark scenes)
 #   7. quality reports of stages 3-6: benchmarks/default_model.py on the held-out photos
-# On a quiet 2-core CPU stages 1-6 take about 2 h 40 min (per-stage times in anyrestore/weights/README.md).
+# On a quiet 2-core CPU stages 1-6 take about 2 h 45 min (per-stage times in anyrestore/weights/README.md).
 # Iterations can be scaled for the machine at hand:
 #   PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... LONG_ITERS=... BALANCED_ITERS=... bash scripts/train_default.sh
 # The defaults are the shipped weights' values. TRAIN_OVERRIDES adds recipe overrides to every stage, e.g. on a GPU
@@ -24,7 +24,7 @@ PRETRAIN_ITERS=${PRETRAIN_ITERS:-1500}
 FINETUNE_ITERS=${FINETUNE_ITERS:-2000}
 FULL_ITERS=${FULL_ITERS:-1800}
 LONG_ITERS=${LONG_ITERS:-5000}
-BALANCED_ITERS=${BALANCED_ITERS:-6000}
+BALANCED_ITERS=${BALANCED_ITERS:-8000}
 RUNS=${RUNS:-runs}
 
 latest() {  # weights file of a run's latest checkpoint

@@ -70,7 +70,7 @@ def test_default_recipes_chain_and_the_last_stage_keeps_dark_scenes_dark():
     assert configs["finetune"].objective["ratio"] == 0.3
     assert configs["full"].objective["ratio"] == configs["long"].objective["ratio"] == 1.0
     last = configs["full_balanced"]
-    assert last.objective["type"] == "psnr" and last.train.channels_last and last.train.iterations == 6000
+    assert last.objective["type"] == "psnr" and last.train.channels_last and last.train.iterations == 8000
     streams = {s.name: s for s in last.data.streams}
     assert set(streams) == {"wallpapers", "shipped", "dead_leaves", "dark_photos_mild", "dark_jpeg"}
     assert streams["dark_photos_mild"].source["path"] == "data_cache/dark_photos_mild"
