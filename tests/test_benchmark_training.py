@@ -6,8 +6,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    threads = torch.get_num_threads()  # main() sets the process-wide count from --threads
+    yield
+    torch.set_num_threads(threads)
 
 
 def load_bench():

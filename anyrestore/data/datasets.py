@@ -138,7 +138,8 @@ def augment(images: Sequence[torch.Tensor], mode: AugmentMode, generator: torch.
     ``hflip``: horizontal flip with p = 0.5 (RAM). ``flip_rot``: one of the 8 flip/rot90 transforms, uniformly.
     """
     code = _draw_transform(mode, generator)
-    return [_transform(img, code).contiguous() if mode == "flip_rot" else _transform(img, code) for img in images]
+    out = [_transform(img, code) for img in images]
+    return [img.contiguous() for img in out] if mode == "flip_rot" else out
 
 
 def _draw_transform(mode: AugmentMode, generator: torch.Generator) -> int:
@@ -164,13 +165,12 @@ def augment_then_crop(image: torch.Tensor, mode: AugmentMode, size: int | None,
                       generator: torch.Generator) -> torch.Tensor:
     """``random_crop(augment([image]))`` with the same random draws and the same result, but the transform is
     applied to the ``size``² window only (cut from the untransformed image), not to the whole photo: on 720p
-    training photos this halves the cost of a sample."""
+    training photos this halves the cost of a sample. The result may be a strided view: callers make it contiguous."""
     code = _draw_transform(mode, generator)
     _, h, w = image.shape
     th, tw = (w, h) if code & 4 else (h, w)
     if size is None or th < size or tw < size:  # whole image, or padding needed: the plain order
         out = _transform(image, code)
-        out = out.contiguous() if mode == "flip_rot" else out
         return out if size is None else random_crop([out], size, generator)[0]
     top = int(torch.randint(th - size + 1, (1,), generator=generator))
     left = int(torch.randint(tw - size + 1, (1,), generator=generator))
