@@ -8,8 +8,12 @@
 #   4. short full fine-tune   configs/default/full.yaml           (every layer, L1; measurably better than 3)
 #   5. long full fine-tune    configs/default/long.yaml           (cosine warm restart, L1: learns haze, rain, snow)
 #   6. balanced fine-tune     configs/default/full_balanced.yaml  (PSNR loss, noise/blur-heavy mixture, dark scenes)
-#   7. quality reports of stages 3-6: benchmarks/default_model.py on the held-out photos
+#   7. GPU polish             configs/default/gpu_polish.yaml     (stage 6's data, batch 32 x 128², 12,800 iterations)
+#   8. quality reports of stages 3-7: benchmarks/default_model.py on the held-out photos
 # On a quiet 2-core CPU stages 1-6 take about 2 h 45 min (per-stage times in anyrestore/weights/README.md).
+# Stage 7 needs a GPU (about 21 minutes on one H100; about 14 hours on 2 CPU cores): STAGE7=auto (the default) runs
+# it only when CUDA is available, STAGE7=1 always, STAGE7=0 never. The shipped weights are stage 7's; without it
+# the script ends at stage 6, the previous (sixth) release's recipe.
 # Iterations can be scaled for the machine at hand:
 #   PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... LONG_ITERS=... BALANCED_ITERS=... bash scripts/train_default.sh
 # The defaults are the shipped weights' values. TRAIN_OVERRIDES adds recipe overrides to every stage, e.g. on a GPU
@@ -25,6 +29,8 @@ FINETUNE_ITERS=${FINETUNE_ITERS:-2000}
 FULL_ITERS=${FULL_ITERS:-1800}
 LONG_ITERS=${LONG_ITERS:-5000}
 BALANCED_ITERS=${BALANCED_ITERS:-8000}
+POLISH_ITERS=${POLISH_ITERS:-12800}
+STAGE7=${STAGE7:-auto}
 RUNS=${RUNS:-runs}
 
 latest() {  # weights file of a run's latest checkpoint
@@ -57,10 +63,20 @@ train configs/default/long.yaml "$RUNS/default-long" train.iterations="$LONG_ITE
   model.pretrained="$RUNS/default-full/model.safetensors"
 train configs/default/full_balanced.yaml "$RUNS/default-full-balanced" train.iterations="$BALANCED_ITERS" \
   model.pretrained="$RUNS/default-long/model.safetensors"
+stages="finetune full long full-balanced"
+if [ "$STAGE7" = 1 ] || { [ "$STAGE7" = auto ] && python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; }; then
+  train configs/default/gpu_polish.yaml "$RUNS/default-gpu-polish" train.iterations="$POLISH_ITERS" \
+    model.pretrained="$RUNS/default-full-balanced/model.safetensors"
+  stages="$stages gpu-polish"
+  last=gpu-polish
+else
+  echo "Stage 7 (configs/default/gpu_polish.yaml) skipped: no CUDA device (STAGE7=1 runs it anyway)."
+  last=full-balanced
+fi
 
-for stage in finetune full long full-balanced; do
+for stage in $stages; do
   python benchmarks/default_model.py --model "$RUNS/default-$stage/model.safetensors" \
     --json "$RUNS/default-$stage/quality.json" --markdown "$RUNS/default-$stage/quality.md"
 done
-echo "Compare $RUNS/default-{finetune,full,long,full-balanced}/quality.md; the shipped weights are"
-echo "$RUNS/default-full-balanced/model.safetensors (copy to anyrestore/weights/nafnet-default.safetensors)."
+echo "Compare the stages' quality.md files in $RUNS/default-*/; the shipped weights are"
+echo "$RUNS/default-$last/model.safetensors (copy to anyrestore/weights/nafnet-default.safetensors)."

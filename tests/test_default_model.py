@@ -54,7 +54,7 @@ def test_models_command_marks_the_trained_default(capsys):
     assert not rows["classical"]["restore_default"]
 
 
-def test_default_recipes_chain_and_the_last_stage_keeps_dark_scenes_dark():
+def test_default_recipes_chain_and_the_cpu_stages_keep_dark_scenes_dark():
     import re
     from pathlib import Path
 
@@ -84,9 +84,15 @@ def test_default_recipes_chain_and_the_last_stage_keeps_dark_scenes_dark():
         kinds.update(step.name for step, _ in dark_jpeg.plan(gen).steps)
     assert "jpeg" in kinds and kinds <= {"jpeg", "noise", "blur"}
     assert {s.name for s in configs["long"].data.streams} == {"wallpapers", "shipped", "dead_leaves"}
+    # stage 7 (GPU) is stage 6 with a GPU's batch, crop and iterations: same data, same loss
+    polish = load_config(root / "gpu_polish.yaml")
+    assert polish.objective == last.objective and polish.train.channels_last
+    assert (polish.data.batch_size, polish.data.crop, polish.train.iterations) == (32, 128, 12800)
+    assert [(s.name, s.weight, s.source, s.degradation) for s in polish.data.streams] == \
+        [(s.name, s.weight, s.source, s.degradation) for s in last.data.streams]
     # the script chains exactly these recipes, in this order, each from the previous stage's weights
     script = (repo / "scripts" / "train_default.sh").read_text()
-    assert re.findall(r"^train configs/default/(\w+)\.yaml", script, re.M) == list(names)
+    assert re.findall(r"^\s*train configs/default/(\w+)\.yaml", script, re.M) == [*names, "gpu_polish"]
 
 
 def test_dark_photo_script_darkens_reproducibly(tmp_path):
@@ -144,11 +150,14 @@ echo "python $*" >> {shlex.quote(str(log))}
     for stub in bin_dir.iterdir():
         stub.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RUNS": str(runs),
-           "TRAIN_OVERRIDES": "data.batch_size=32 data.crop=128", "LONG_ITERS": "77"}
-    subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], env=env, check=True, capture_output=True)
+           "TRAIN_OVERRIDES": "data.batch_size=32 data.crop=128", "LONG_ITERS": "77", "STAGE7": "1"}
+    done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], env=env, check=True,
+                          capture_output=True, text=True)
+    assert done.stdout.strip().endswith(f"{runs}/default-gpu-polish/model.safetensors (copy to "
+                                        "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert [t[2] for t in trains] == [f"configs/default/{n}.yaml" for n in
-                                      ("pretrain", "finetune", "full", "long", "full_balanced")]
+                                      ("pretrain", "finetune", "full", "long", "full_balanced", "gpu_polish")]
     for call in trains:
         run_dir = call.index("--run-dir")
         assert call[run_dir - 2:run_dir] == ["data.batch_size=32", "data.crop=128"]
@@ -161,4 +170,15 @@ echo "python $*" >> {shlex.quote(str(log))}
     assert "train.iterations=77" in trains[3]
     assert any(line.startswith("anyrestore mac") for line in log.read_text().splitlines())
     reports = [line for line in log.read_text().splitlines() if "benchmarks/default_model.py" in line]
-    assert len(reports) == 4
+    assert len(reports) == 5
+
+    # STAGE7=0 (or no CUDA device under the default `auto`) ends at stage 6 and names its weights
+    log.unlink()
+    done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], check=True, capture_output=True,
+                          text=True, env={**env, "STAGE7": "0", "RUNS": str(tmp_path / "runs_cpu")})
+    assert "Stage 7 (configs/default/gpu_polish.yaml) skipped" in done.stdout
+    assert done.stdout.strip().endswith("/default-full-balanced/model.safetensors (copy to "
+                                        "anyrestore/weights/nafnet-default.safetensors).")
+    trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
+    assert trains[-1][2] == "configs/default/full_balanced.yaml"
+    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 4
