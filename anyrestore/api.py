@@ -69,7 +69,7 @@ def restore(
     overlap: int = 32,
     device: str | torch.device | None = None,
     precision: str = "fp32",
-    fast: bool = True,
+    fast: bool | None = None,
     channels_last: bool | None = None,
 ):
     """Restore one image (or a batch of tensors) and return it in the kind it was given.
@@ -85,8 +85,9 @@ def restore(
         model: an ``nn.Module``, or a spec for :func:`load_model` (None: the default model).
         tile: None (auto), 0 (whole image) or the tile size; overlap: tile overlap in pixels.
         device: ``auto``/None, ``cpu``, ``cuda``, ``mps``. precision: ``fp32``, ``fp16`` or ``bf16``.
-        fast: exact in-layer fast paths (default) or the plain official formulas; channels_last: run the model in
-            channels-last memory format (None: on for CPU; see :class:`~anyrestore.inference.Predictor`).
+        fast: None (default): the exact in-layer fast paths measured fastest on the device; True: all of them;
+            False: the plain official formulas. channels_last: run the model in channels-last memory format (None:
+            on for CPU). See :class:`~anyrestore.inference.Predictor`.
 
     Raises:
         InputTypeError, ImageReadError, UnknownModelError, ConfigError.

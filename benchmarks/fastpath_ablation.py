@@ -7,7 +7,9 @@ and none (the plain official formulas), in fp32 and under fp16/bf16 autocast, in
 The fast paths are exact (tests/test_archs_fastpaths.py), so the only question is speed, and the answer differs
 between a 2-core CPU and a GPU. Times are medians of ``--repeat`` round-robin rounds (benchmarks.run's timer) with
 the same random weights and input for every variant; the table gives each variant's time relative to the plain
-NCHW fp32 forward of the same cell (> 1 = faster). Writes markdown + JSON when ``--out`` is given.
+NCHW fp32 forward of the same cell (> 1 = faster). The "device default" row is the choice the Predictor makes by
+default on this device for each precision (``set_device_fast_paths``). Writes markdown + JSON when ``--out`` is
+given.
 """
 from __future__ import annotations
 
@@ -27,8 +29,13 @@ if str(REPO) not in sys.path:
 from benchmarks.run import (PRECISIONS, bench_input, bench_model, forward, machine_info,  # noqa: E402
                             round_robin_medians)
 
-from anyrestore.archs.fastpaths import FAST_PATHS, optimize_model, set_fast_paths  # noqa: E402
+from anyrestore.archs.fastpaths import (FAST_PATHS, optimize_model, set_device_fast_paths,  # noqa: E402
+                                         set_fast_paths)
 from anyrestore.archs.registry import model_meta  # noqa: E402
+
+
+#: row of the switches the Predictor chooses for the device and precision (set_device_fast_paths)
+DEVICE_DEFAULT = "device default"
 
 
 def variants(model: torch.nn.Module) -> dict[str, dict]:
@@ -45,15 +52,21 @@ def ablate(preset: str, size: int, device: torch.device, precisions: list[str], 
     multiple = max(1, int(model_meta(base).pad_multiple))
     x = bench_input(size, multiple).to(device)
     calls, outputs = {}, {}
-    for name, switches in variants(base).items():
-        for channels_last in (False, True):
-            model = set_fast_paths(copy.deepcopy(base), **switches).to(device)
-            module = optimize_model(model, fast=None, channels_last=channels_last)
-            for precision in precisions:
-                key = (name, "channels-last" if channels_last else "NCHW", precision)
-                call = functools.partial(forward, module, x, PRECISIONS[precision], device, None, 0)
-                outputs[key] = call().cpu()  # warm-up; also checks the variant is finite
-                calls[key] = call
+
+    def add(name: str, model: torch.nn.Module, channels_last: bool, precision_list: list[str]) -> None:
+        module = optimize_model(model.to(device), fast=None, channels_last=channels_last)
+        for precision in precision_list:
+            key = (name, "channels-last" if channels_last else "NCHW", precision)
+            call = functools.partial(forward, module, x, PRECISIONS[precision], device, None, 0)
+            outputs[key] = call().cpu()  # warm-up; also checks the variant is finite
+            calls[key] = call
+
+    for channels_last in (False, True):
+        for name, switches in variants(base).items():
+            add(name, set_fast_paths(copy.deepcopy(base), **switches), channels_last, precisions)
+        for precision in precisions:  # what the Predictor picks by default here (it depends on the precision)
+            add(DEVICE_DEFAULT, set_device_fast_paths(copy.deepcopy(base), device, precision), channels_last,
+                [precision])
     medians = round_robin_medians(calls, repeat)
     plain = medians[("plain", "NCHW", "fp32")]
     return [{"preset": preset, "size": size, "variant": k[0], "layout": k[1], "precision": k[2], "s": s,

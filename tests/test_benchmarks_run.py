@@ -248,11 +248,13 @@ def test_fastpath_ablation_times_every_variant(tmp_path, keep_threads):
     assert ablation.main(["--presets", "nafnet-tiny", "--sizes", "32", "--repeat", "1", "--threads", "1",
                           "--out", str(tmp_path), "--name", "abl"]) == 0
     rows = json.loads((tmp_path / "abl.json").read_text())["rows"]
-    assert len(rows) == 4 * 2  # variants x (NCHW, channels-last), fp32 only on CPU
+    assert len(rows) == 5 * 2  # (variants + device default) x (NCHW, channels-last), fp32 only on CPU
     assert all(r["finite"] and r["s"] > 0 for r in rows)
+    assert sum(r["variant"] == "device default" for r in rows) == 2  # on CPU: every path, like "all"
     plain = [r for r in rows if (r["variant"], r["layout"]) == ("plain", "NCHW")]
     assert plain[0]["speedup_vs_plain_fp32"] == 1.0
     assert "| only folded_scales |" in (tmp_path / "abl.md").read_text()
+    assert "| device default |" in (tmp_path / "abl.md").read_text()
 
 
 def test_tf32_is_off_unless_asked():

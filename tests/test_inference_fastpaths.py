@@ -48,6 +48,51 @@ def test_fast_option_switches_the_layers_in_place(name, paths):
     assert all(state[p][0] == state[p][1] > 0 for p in paths), state
 
 
+def test_device_fast_paths_follow_the_gpu_ablation():
+    """CPU: every path. CUDA: fused LayerNorm only under bf16, SDPA on for transposed attention and off for Swin
+    window attention, folded scales on (benchmarks/results/fastpath-ablation-cuda-h100-2026-11-22.md)."""
+    from anyrestore.archs.fastpaths import set_device_fast_paths
+    from anyrestore.archs.swinir import WindowAttention
+
+    for preset in PRESETS:
+        model = _model(preset)
+        set_fast_paths = fastpaths.set_fast_paths
+        set_fast_paths(model, False)
+        assert set_device_fast_paths(model, "cpu") is model
+        assert all(on == n for on, n in fast_path_state(model).values()), preset
+        for precision in ("fp32", "fp16", "bf16"):
+            set_device_fast_paths(model, torch.device("cuda"), precision)
+            for module in model.modules():
+                if isinstance(getattr(module, "fused_layernorm", None), bool):
+                    assert module.fused_layernorm == (precision == "bf16"), (preset, precision)
+                if isinstance(getattr(module, "sdpa", None), bool):
+                    assert module.sdpa == (not isinstance(module, WindowAttention)), (preset, module)
+                if isinstance(getattr(module, "folded_scales", None), bool):
+                    assert module.folded_scales
+    swin = _model("swinir-ram-tiny")
+    set_device_fast_paths(swin, "cuda:0")
+    assert fast_path_state(swin)["sdpa"][0] == 0 < fast_path_state(swin)["sdpa"][1]
+    restormer = _model("restormer-tiny")
+    set_device_fast_paths(restormer, "cuda", "fp16")
+    assert fast_path_state(restormer)["sdpa"][0] == fast_path_state(restormer)["sdpa"][1] > 0
+    assert fast_path_state(restormer)["fused_layernorm"][0] == 0
+
+
+def test_predictor_default_applies_the_device_choice_and_explicit_values_override_it(monkeypatch):
+    calls = []
+    real = fastpaths.set_device_fast_paths
+    monkeypatch.setattr("anyrestore.inference.predictor.set_device_fast_paths",
+                        lambda model, device, precision: calls.append((str(device), precision)) or real(model, device,
+                                                                                                       precision))
+    model = _model("restormer-tiny")
+    Predictor(model, device="cpu", precision="bf16")
+    assert calls == [("cpu", "bf16")]
+    Predictor(model, device="cpu", fast=False)
+    Predictor(model, device="cpu", fast=True)
+    assert len(calls) == 1  # True/False set every switch themselves
+    assert all(on == n for on, n in fast_path_state(model).values())
+
+
 def test_channels_last_converts_the_weights_and_keeps_meta():
     model = _model("nafnet-tiny")
     predictor = Predictor(model, device="cpu", channels_last=True, tile=0)
@@ -55,7 +100,8 @@ def test_channels_last_converts_the_weights_and_keeps_meta():
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert not conv.weight.is_contiguous()  # really converted, not a 1x1 kernel that is both
     assert predictor.model is not model and predictor.meta.pad_multiple == 16
-    assert predictor.options == {"fast": True, "channels_last": True, "compile": False}
+    assert predictor.options == {"fast": None, "channels_last": True, "compile": False}
+    assert all(on == n for on, n in fast_path_state(model).values())  # the CPU default: every fast path
     assert predictor(_image(20, 20)).shape == (3, 20, 20)
 
 

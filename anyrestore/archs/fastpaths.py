@@ -20,7 +20,8 @@ All are mathematically the same function as the plain path (only the rounding di
 ``tests/test_archs_fastpaths.py`` hold every backbone family to max |Δ| ≤ 1e-4 in fp32, forward in eval and
 parameter gradients in train mode), so they are ON by default for every newly built model and are used in training
 too. ``set_fast_paths(model, False)`` restores the plain path (the official formulas), e.g. for bit-for-bit
-comparisons with an upstream implementation.
+comparisons with an upstream implementation. Inference (the Predictor) calls :func:`set_device_fast_paths`, which
+keeps on CUDA only the paths measured faster there.
 
 Two whole-model options are opt-in through :func:`optimize_model`: channels-last memory format (on CPU the larger
 win for the convolution-heavy Restormer/PromptIR/RetinexFormer: the fused LayerNorm then copies nothing and MDTA
@@ -60,6 +61,34 @@ def set_fast_paths(model: nn.Module, enabled: bool = True, *, fused_layernorm: b
         for name, value in values.items():
             if isinstance(getattr(module, name, None), bool):
                 setattr(module, name, bool(value))
+    return model
+
+
+def set_device_fast_paths(model: nn.Module, device: torch.device | str, precision: str = "fp32") -> nn.Module:
+    """Set the fast-path switches of ``model`` to the ones measured fastest on ``device``'s type (in place).
+
+    Every choice gives the same function (all paths are exact), so only speed differs. CPU and other devices: every
+    path on. CUDA, from ``benchmarks/fastpath_ablation.py`` on an H100 at 512²
+    (``benchmarks/results/fastpath-ablation-cuda-h100-2026-11-22.md``):
+
+    * ``fused_layernorm`` only under bf16: cuDNN's own LayerNorm path on the NHWC view costs 10 % in fp32 and up to
+      17 % in fp16 on Restormer/PromptIR, and gains 10-12 % in bf16;
+    * ``sdpa`` on for the transposed attention of Restormer/PromptIR/RetinexFormer (+3 % in fp32) and off for
+      SwinIR's window attention, where the gathered bias+mask ``attn_mask`` made it 9 % slower in fp32 and 21 %
+      in fp16;
+    * ``folded_scales`` on (NAFNet; not measured alone on a GPU, and it only removes work).
+
+    Returns:
+        ``model`` itself.
+    """
+    from anyrestore.archs.swinir import WindowAttention  # here: the zoo's modules import this file
+
+    if torch.device(device).type != "cuda":
+        return set_fast_paths(model, True)
+    set_fast_paths(model, True, fused_layernorm=precision == "bf16")
+    for module in model.modules():
+        if isinstance(module, WindowAttention):
+            module.sdpa = False
     return model
 
 

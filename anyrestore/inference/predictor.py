@@ -33,7 +33,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from anyrestore.archs.fastpaths import optimize_model
+from anyrestore.archs.fastpaths import optimize_model, set_device_fast_paths
 from anyrestore.archs.registry import model_meta
 from anyrestore.errors import AnyRestoreError, ConfigError
 from anyrestore.inference.tiling import BLENDS, is_out_of_memory, pad_to_multiple, tiled_apply
@@ -82,8 +82,9 @@ class Predictor:
         default_tile: tile used when auto mode falls back to tiling (default 512 on GPU, 256 on CPU).
         max_whole_pixels: in auto mode on CPU, larger images are tiled.
         progress: optional callback ``progress(done_tiles, total_tiles)``.
-        fast: exact in-layer fast paths on (default) or the plain official formulas (``False``); set on ``model``
-            in place.
+        fast: ``None`` (default): the exact in-layer fast paths measured fastest on the device
+            (:func:`~anyrestore.archs.fastpaths.set_device_fast_paths`: all of them on CPU, a measured subset on
+            CUDA); ``True``: every fast path; ``False``: the plain official formulas. Set on ``model`` in place.
         channels_last: run the model in ``torch.channels_last`` memory format (same values); ``None`` (default) =
             on for CPU, off for other devices.
         compile: wrap the model with ``torch.compile`` (opt-in; each new input shape compiles first).
@@ -109,7 +110,7 @@ class Predictor:
         default_tile: int | None = None,
         max_whole_pixels: int = 1 << 19,
         progress: Callable[[int, int], None] | None = None,
-        fast: bool = True,
+        fast: bool | None = None,
         channels_last: bool | None = None,
         compile: bool = False,
     ) -> None:
@@ -128,7 +129,10 @@ class Predictor:
         self.prefer_whole_image = bool(getattr(model, "prefer_whole_image", False))
         if channels_last is None:
             channels_last = self.device.type == "cpu"
-        self.options = {"fast": bool(fast), "channels_last": bool(channels_last), "compile": bool(compile)}
+        self.options = {"fast": fast if fast is None else bool(fast), "channels_last": bool(channels_last),
+                        "compile": bool(compile)}
+        if fast is None:
+            set_device_fast_paths(model, self.device, precision)
         self.model = optimize_model(model.to(self.device), **self.options)
         self.multiple = max(1, int(self.meta.pad_multiple))
         self.precision = precision
