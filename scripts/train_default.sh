@@ -15,7 +15,8 @@
 # it only when CUDA is available, STAGE7=1 always, STAGE7=0 never. The shipped weights are stage 7's; without it
 # the script ends at stage 6, the previous (sixth) release's recipe.
 # Iterations can be scaled for the machine at hand:
-#   PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... LONG_ITERS=... BALANCED_ITERS=... bash scripts/train_default.sh
+#   PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... LONG_ITERS=... BALANCED_ITERS=... POLISH_ITERS=... \
+#   bash scripts/train_default.sh
 # The defaults are the shipped weights' values. TRAIN_OVERRIDES adds recipe overrides to every stage, e.g. on a GPU
 # (the trainer and MAC pick CUDA by themselves when it is there):
 #   TRAIN_OVERRIDES="data.batch_size=32 data.crop=128 data.num_workers=15" LONG_ITERS=... bash scripts/train_default.sh
@@ -31,6 +32,7 @@ LONG_ITERS=${LONG_ITERS:-5000}
 BALANCED_ITERS=${BALANCED_ITERS:-8000}
 POLISH_ITERS=${POLISH_ITERS:-12800}
 STAGE7=${STAGE7:-auto}
+case "$STAGE7" in auto|0|1) ;; *) echo "train_default.sh: STAGE7 must be auto, 0 or 1, got '$STAGE7'" >&2; exit 2;; esac
 RUNS=${RUNS:-runs}
 
 latest() {  # weights file of a run's latest checkpoint
@@ -70,7 +72,8 @@ if [ "$STAGE7" = 1 ] || { [ "$STAGE7" = auto ] && python -c "import sys, torch; 
   stages="$stages gpu-polish"
   last=gpu-polish
 else
-  echo "Stage 7 (configs/default/gpu_polish.yaml) skipped: no CUDA device (STAGE7=1 runs it anyway)."
+  if [ "$STAGE7" = 0 ]; then why="STAGE7=0"; else why="no CUDA device; STAGE7=1 runs it anyway"; fi
+  echo "Stage 7 (configs/default/gpu_polish.yaml) skipped ($why)."
   last=full-balanced
 fi
 

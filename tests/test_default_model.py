@@ -182,3 +182,27 @@ echo "python $*" >> {shlex.quote(str(log))}
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert trains[-1][2] == "configs/default/full_balanced.yaml"
     assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 4
+    bad = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], capture_output=True, text=True,
+                         env={**env, "STAGE7": "yes", "RUNS": str(tmp_path / "runs_bad")})
+    assert bad.returncode == 2 and "STAGE7 must be auto, 0 or 1, got 'yes'" in bad.stderr
+    assert not (tmp_path / "runs_bad").exists()
+
+
+def test_every_launchable_recipe_loads_and_names_itself_in_its_launch_line():
+    """Recipes open with their launch command (`# … anyrestore train <path> …`); base includes say they are not
+    launched. Every recipe must validate, and its first line must name its own path."""
+    from pathlib import Path
+
+    from anyrestore.engine.config import load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    recipes = []
+    for path in sorted((repo / "configs").rglob("*.yaml")):
+        first = path.read_text().splitlines()[0]
+        if "not launched on its own" in first:
+            continue
+        rel = path.relative_to(repo).as_posix()
+        assert "anyrestore train" in first and f" {rel}" in first, (rel, first)
+        assert load_config(path).name, rel
+        recipes.append(rel)
+    assert {"configs/default/gpu_polish.yaml", "configs/default/gpu_lowlight.yaml"} <= set(recipes)

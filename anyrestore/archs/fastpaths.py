@@ -71,8 +71,8 @@ def set_device_fast_paths(model: nn.Module, device: torch.device | str, precisio
     path on. CUDA, from ``benchmarks/fastpath_ablation.py`` on an H100 at 512²
     (``benchmarks/results/fastpath-ablation-cuda-h100-2026-11-22.md``):
 
-    * ``fused_layernorm`` only under bf16: cuDNN's own LayerNorm path on the NHWC view costs 10 % in fp32 and up to
-      17 % in fp16 on Restormer/PromptIR, and gains 10-12 % in bf16;
+    * ``fused_layernorm`` only under bf16: the one ``F.layer_norm`` call on the channels-last view costs 10 % in fp32
+      and up to 17 % in fp16 on Restormer/PromptIR, and gains 10-12 % in bf16;
     * ``sdpa`` on for the transposed attention of Restormer/PromptIR/RetinexFormer (+3 % in fp32) and off for
       SwinIR's window attention, where the gathered bias+mask ``attn_mask`` made it 9 % slower in fp32 and 21 %
       in fp16;
