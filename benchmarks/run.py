@@ -7,7 +7,8 @@
     python -m benchmarks.run --only tiling --tiling-mp 12   # the real 12 MP PromptIR run (30+ min on 2 CPU cores)
     python -m benchmarks.run --merge a.json b.json --name suite-cpu-2core-2026-11-22   # one table from part runs
 
-Backbones: for each preset and size, our model (fast paths on, plus ``--channels-last``/``--compile`` if given),
+Backbones: for each preset and size, our model (the Predictor's default fast paths for the device, plus
+``--channels-last``/``--compile`` if given),
 our model with the plain official formulas, and the independent reference implementation (spandrel /
 spandrel_extra_arches, where one computes the same function) are built with the **same random weights in this
 process**, run once each as warm-up (those outputs give max |Δ|), then timed round-robin ``--repeat`` times in a
@@ -136,11 +137,13 @@ def _package_versions(*names: str) -> dict:
 def build_impls(preset: str, size: int, s: Settings, only: str | None = None) -> tuple[dict, dict]:
     """The implementations compared in one cell, as ``{name: (module, autocast dtype or None)}``, plus facts.
 
-    ``ours`` = our model with fast paths (and channels-last/compile if set); ``plain`` = the same weights with the
-    plain official formulas; ``reference`` = the spandrel module loaded with the same state dict;
-    ``ours_fp16``/``ours_bf16`` = ``ours`` under autocast. ``only`` builds just one of them (memory subprocesses).
+    ``ours`` = our model with the fast paths the Predictor picks for the device and precision
+    (:func:`~anyrestore.archs.fastpaths.set_device_fast_paths`: every path on CPU) and channels-last/compile if
+    set; ``plain`` = the same weights with the plain official formulas; ``reference`` = the spandrel module loaded
+    with the same state dict; ``ours_fp16``/``ours_bf16`` = ``ours`` (on CUDA with that precision's fast paths)
+    under autocast. ``only`` builds just one of them (memory subprocesses).
     """
-    from anyrestore.archs.fastpaths import optimize_model
+    from anyrestore.archs.fastpaths import optimize_model, set_device_fast_paths
     from anyrestore.archs.registry import model_meta
 
     device = torch.device(s.device)
@@ -157,10 +160,14 @@ def build_impls(preset: str, size: int, s: Settings, only: str | None = None) ->
         found["plain"] = (optimize_model(copy.deepcopy(ours), fast=False).to(device), base)
     impls: dict[str, tuple[nn.Module, torch.dtype | None]] = {}
     if only is None or only.startswith("ours"):
-        fast = optimize_model(ours.to(device), fast=True, channels_last=s.channels_last, compile=s.compile)
+        def ours_for(precision: str) -> nn.Module:  # the fast paths the Predictor picks for this device and precision
+            model = set_device_fast_paths(copy.deepcopy(ours), device, precision).to(device)
+            return optimize_model(model, fast=None, channels_last=s.channels_last, compile=s.compile)
+
+        fast = ours_for(s.precision)
         impls["ours"] = (fast, base)
-        for name in s.amp:
-            impls[f"ours_{name}"] = (fast, PRECISIONS[name])
+        for name in s.amp:  # on CUDA the choice depends on the precision (fused LayerNorm only under bf16)
+            impls[f"ours_{name}"] = (ours_for(name) if device.type == "cuda" else fast, PRECISIONS[name])
     impls.update(found)
     if only is not None:
         impls = {k: v for k, v in impls.items() if k == only}

@@ -63,11 +63,11 @@ def render_markdown(result: dict) -> str:
     rows = result.get("backbones") or []
     if rows:
         lines += ["## Backbones", "",
-                  "ours = fast paths on; plain = same weights, plain official formulas; ref = spandrel / "
-                  "spandrel_extra_arches with the same weights in the same process (\"-\" = no reference computes "
-                  "this variant). **Speed-up = reference time / our time (> 1 = ours faster).** max abs Δ = largest "
-                  "absolute output difference on the same input. Peak MB = memory above the loaded weights during "
-                  "one forward.", "",
+                  "ours = the default fast paths for the device (every path on CPU); plain = same weights, "
+                  "plain official formulas; ref = spandrel / spandrel_extra_arches with the same weights in the "
+                  "same process (\"-\" = no reference computes this variant). **Speed-up = reference time / our "
+                  "time (> 1 = ours faster).** max abs Δ = largest absolute output difference on the same input. "
+                  "Peak MB = memory above the loaded weights during one forward.", "",
                   "| " + " | ".join(h for _, h, _ in BACKBONE_COLUMNS) + " |",
                   "|" + "---|" * len(BACKBONE_COLUMNS)]
         for row in rows:
