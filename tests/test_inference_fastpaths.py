@@ -56,8 +56,7 @@ def test_device_fast_paths_follow_the_gpu_ablation():
 
     for preset in PRESETS:
         model = _model(preset)
-        set_fast_paths = fastpaths.set_fast_paths
-        set_fast_paths(model, False)
+        fastpaths.set_fast_paths(model, False)
         assert set_device_fast_paths(model, "cpu") is model
         assert all(on == n for on, n in fast_path_state(model).values()), preset
         for precision in ("fp32", "fp16", "bf16"):
