@@ -19,6 +19,7 @@ from torch import nn
 from anyrestore.archs.blocks import LayerNorm2d, SimpleGate, pad_to_multiple, rename_keys
 from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
 from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
+from anyrestore.archs.tone_curve import GlobalToneCurve
 
 PAD_MODES = ("zeros", "reflect")
 
@@ -119,6 +120,8 @@ class NAFNet(nn.Module):
         dec_blocks: NAFBlocks per decoder level (deepest first); same length as ``enc_blocks``.
         ln_eps: LayerNorm epsilon (official 1e-6, MaskDCPT 1e-5).
         pad_mode: internal right/bottom padding to the multiple: ``"zeros"`` (official) or ``"reflect"``.
+        tone_curve: add a :class:`~anyrestore.archs.tone_curve.GlobalToneCurve` (keys ``tone_curve.*``) that
+            corrects the exposure of the whole image after the U-Net (the default model's exposure stage).
 
     MaskDCPT hook points (``MASK_POINTS``) are module names: forward hooks on them re-mask features; with no hook
     installed the network is the plain one.
@@ -136,6 +139,7 @@ class NAFNet(nn.Module):
         dec_blocks: Sequence[int] = (1, 1, 1, 1),
         ln_eps: float = 1e-6,
         pad_mode: str = "zeros",
+        tone_curve: bool = False,
     ) -> None:
         super().__init__()
         if len(enc_blocks) != len(dec_blocks):
@@ -159,6 +163,12 @@ class NAFNet(nn.Module):
             self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
             self.decoders.append(_stage(c, n, ln_eps))
+        self.tone_curve = GlobalToneCurve() if tone_curve else None
+
+    @property
+    def global_stage(self) -> GlobalToneCurve | None:
+        """The part that must see the whole image (run once per image by the Predictor), or None."""
+        return self.tone_curve
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         return pad_to_multiple(x, self.pad_multiple, self.pad_mode)
@@ -183,8 +193,13 @@ class NAFNet(nn.Module):
             y = y + self._pad(x)
         return y[:, :, : x.shape[-2], : x.shape[-1]]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_local(self, x: torch.Tensor) -> torch.Tensor:
+        """The U-Net alone: what may run tile by tile."""
         return self.decode_head(self.encode(x), x, True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.forward_local(x)
+        return y if self.tone_curve is None else self.tone_curve(x, y)
 
 
 @register_arch("nafnet_local")

@@ -14,6 +14,11 @@ Tiling modes (``tile`` argument):
 * ``0``: always the whole image.
 * ``N > 0``: tiles of N x N (rounded down to the pad multiple), overlap ``overlap``, blending ``blend``.
 
+Global stage: a model whose ``global_stage`` attribute is a module (e.g. the default model's exposure curve,
+:mod:`anyrestore.archs.tone_curve`) is split in two. Its ``forward_local`` runs on the whole image or tile by tile as
+above; then ``global_stage(input, local_output)`` runs once on the whole image in fp32, so every tile gets the same
+correction.
+
 On an out-of-memory error in tiled mode the tile is halved (rounded to the pad multiple, floor 64), the image is
 restarted, and the smaller tile is remembered for later images.
 
@@ -133,7 +138,10 @@ class Predictor:
                         "compile": bool(compile)}
         if fast is None:
             set_device_fast_paths(model, self.device, precision)
-        self.model = optimize_model(model.to(self.device), **self.options)
+        model = model.to(self.device)
+        self.global_stage: nn.Module | None = getattr(model, "global_stage", None)
+        local = _LocalPart(model) if self.global_stage is not None else model
+        self.model = optimize_model(local, **self.options)
         self.multiple = max(1, int(self.meta.pad_multiple))
         self.precision = precision
         self.tile = tile
@@ -169,7 +177,7 @@ class Predictor:
             try:
                 y = self._forward(x.to(self.device))
                 self.last_run = {"mode": "whole", "tile": None, "overlap": None, "blend": None}
-                return self._finish(y, h, w)
+                return self._finish(y, x, h, w)
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -186,7 +194,7 @@ class Predictor:
                                 compute_device=self.device, accumulate_device=self._accumulate_device(x),
                                 progress=self.progress)
                 self.last_run = {"mode": "tiled", "tile": tile, "overlap": min(self.overlap, tile // 2), "blend": self.blend}
-                return self._finish(y, h, w)
+                return self._finish(y, x, h, w)
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -215,9 +223,11 @@ class Predictor:
         with ctx:
             return self.model(x)
 
-    def _finish(self, y: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    def _finish(self, y: torch.Tensor, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         scale = y.shape[-1] // (w + (-w) % self.multiple)
         y = y[..., : h * scale, : w * scale].float()
+        if self.global_stage is not None:
+            y = self.global_stage(x[..., :h, :w].to(y.device), y)
         return self.meta.denormalize(y)
 
     def _accumulate_device(self, x: torch.Tensor) -> torch.device:
@@ -230,6 +240,20 @@ class Predictor:
             torch.cuda.empty_cache()
         elif self.device.type == "mps":
             torch.mps.empty_cache()
+
+
+class _LocalPart(nn.Module):
+    """The part of a model with a ``global_stage`` that may run tile by tile: its ``forward_local``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        for name in ("meta", "arch_name", "arch_kwargs", "preset_name"):
+            if hasattr(model, name):
+                object.__setattr__(self, name, getattr(model, name))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_local(x)
 
 
 def _round_up(value: int, multiple: int) -> int:

@@ -1,0 +1,112 @@
+"""A global tone curve estimated from the whole input image: the exposure stage of the default model.
+
+Local restorers see one crop or tile at a time and cannot tell an under-exposed photograph from a genuinely dark
+scene, nor learn a 2-5x global brightening as an additive residual. This stage reads brightness statistics of a
+thumbnail of the *whole* degraded input and predicts one monotone curve ``f`` on [0, 1] (piecewise linear, knots
+dense near black), applied to the restorer's output as a blend of two ways:
+
+* per channel: ``f(x_c)`` (inverts a pixel gamma ``s * x^g`` exactly);
+* on the value ``v = max_c x_c``: ``x * f(v) / v`` (keeps hue and saturation; inverts Retinex-style darkening of
+  an illumination map).
+
+Zero-initialised output layers make the stage the identity until trained. The Predictor runs it once per image
+after the tiles (see ``global_stage`` in :mod:`anyrestore.inference.predictor`), so tiled and whole-image
+restorations get the same curve.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+QUANTILES = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+THUMBNAIL_SIDE = 128
+_EPS = 1e-4
+
+
+def thumbnail(image: torch.Tensor, side: int = THUMBNAIL_SIDE) -> torch.Tensor:
+    """Area-downscale (B,C,H,W) so that the longer side is at most ``side``; smaller images are returned as is."""
+    h, w = image.shape[-2:]
+    if max(h, w) <= side:
+        return image
+    scale = side / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(image, size=size, mode="area")
+
+
+def brightness_features(image: torch.Tensor) -> torch.Tensor:
+    """(B,3,H,W) in [0,1] -> (B, 2*len(QUANTILES)+3) statistics: quantiles of the value (max over RGB) and of the
+    mean over RGB, on a log scale so that the dark end is resolved, and the channel means."""
+    x = thumbnail(image.float()).clamp(0.0, 1.0)
+    q = torch.tensor(QUANTILES, dtype=x.dtype, device=x.device)
+    value = x.amax(dim=1).flatten(1)
+    grey = x.mean(dim=1).flatten(1)
+    stats = torch.cat([torch.quantile(value, q, dim=1).T, torch.quantile(grey, q, dim=1).T], dim=1)
+    return torch.cat([torch.log(stats + 1e-3), x.mean(dim=(2, 3))], dim=1)
+
+
+def curve_knots(segments: int) -> torch.Tensor:
+    """Knot positions ``(k / segments)^2``: dense near black, where under-exposed images live."""
+    return torch.linspace(0.0, 1.0, segments + 1) ** 2
+
+
+def apply_curve(x: torch.Tensor, knots: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear ``f`` with ``f(knots[k]) = values[:, k]`` (values (B, K+1)), applied elementwise to x
+    (B, ...); inputs outside [0, 1] are clamped first."""
+    b = x.shape[0]
+    flat = x.clamp(0.0, 1.0).reshape(b, -1)
+    segment = torch.bucketize(flat, knots[1:-1].contiguous())  # 0..K-1
+    lo, hi = knots[segment], knots[segment + 1]
+    v_lo, v_hi = values.gather(1, segment), values.gather(1, segment + 1)
+    t = (flat - lo) / (hi - lo)
+    return (v_lo + t * (v_hi - v_lo)).reshape(x.shape)
+
+
+class GlobalToneCurve(nn.Module):
+    """Predict one exposure curve per image from :func:`brightness_features` and apply it to a restored image.
+
+    Args:
+        segments: linear pieces of the curve (knots at ``(k/segments)^2``).
+        hidden: width of the two hidden layers.
+    """
+
+    def __init__(self, *, segments: int = 24, hidden: int = 64) -> None:
+        super().__init__()
+        self.segments = segments
+        self.register_buffer("knots", curve_knots(segments), persistent=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * len(QUANTILES) + 3, hidden), nn.GELU(),
+            nn.Linear(hidden, hidden), nn.GELU(),
+            nn.Linear(hidden, segments + 1),
+        )
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def estimate(self, degraded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole degraded image (B,3,H,W) -> curve values at the knots (B, K+1) and the per-channel share (B,)."""
+        return self.curve_from_features(brightness_features(degraded))
+
+    def curve_from_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`brightness_features` (B, F) -> curve values at the knots (B, K+1), per-channel share (B,)."""
+        out = self.mlp(features)
+        # increments proportional to the knot spacing at zero logits: the identity curve
+        log_spacing = torch.log(self.knots.diff())
+        increments = torch.softmax(out[:, : self.segments] + log_spacing, dim=1)
+        values = F.pad(increments.cumsum(dim=1), (1, 0))
+        return values, torch.sigmoid(out[:, self.segments])
+
+    def apply(self, restored: torch.Tensor, values: torch.Tensor, channel_share: torch.Tensor) -> torch.Tensor:
+        """Apply the curve to a restored image (B,3,H,W) of any size."""
+        x = restored.float().clamp(0.0, 1.0)
+        per_channel = apply_curve(x, self.knots, values)
+        value = x.amax(dim=1, keepdim=True)
+        gain = apply_curve(value, self.knots, values) / value.clamp_min(_EPS)
+        # below _EPS the gain is the first segment's slope (f is linear there and f(0) = 0)
+        slope0 = (values[:, 1] / self.knots[1]).view(-1, 1, 1, 1)
+        gain = torch.where(value < _EPS, slope0, gain)
+        on_value = (x * gain).clamp(0.0, 1.0)
+        share = channel_share.view(-1, 1, 1, 1)
+        return (share * per_channel + (1 - share) * on_value).to(restored.dtype)
+
+    def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+        return self.apply(restored, *self.estimate(degraded))

@@ -1,0 +1,163 @@
+"""The global exposure curve (anyrestore.archs.tone_curve), its place in NAFNet and the Predictor's global stage,
+and the script that trains it (scripts/train_tone_curve.py)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from anyrestore.archs import build_model
+from anyrestore.archs.tone_curve import GlobalToneCurve, apply_curve, brightness_features, curve_knots, thumbnail
+from anyrestore.checkpoints import load_model, save_model
+from anyrestore.inference import Predictor
+from anyrestore.io import write_image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rand(*shape, seed=0):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _randomize_head(head: GlobalToneCurve, seed: int = 1) -> GlobalToneCurve:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+    return head
+
+
+def test_untrained_curve_is_the_identity():
+    head = GlobalToneCurve().eval()
+    degraded, restored = _rand(2, 3, 40, 56), _rand(2, 3, 40, 56, seed=1)
+    values, share = head.estimate(degraded)
+    torch.testing.assert_close(values, curve_knots(24).expand(2, -1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(head(degraded, restored), restored, rtol=0, atol=2e-6)
+
+
+def test_apply_curve_matches_numpy_interp():
+    knots = curve_knots(8)
+    values = torch.stack([knots.sqrt(), knots ** 0.8])
+    x = _rand(2, 3, 9, 7)
+    x[0, 0, 0, :3] = torch.tensor([0.0, 1.0, float(knots[3])])  # both ends and a knot exactly
+    out = apply_curve(x, knots, values)
+    for b in range(2):
+        ref = np.interp(x[b].numpy(), knots.numpy(), values[b].numpy())
+        np.testing.assert_allclose(out[b].numpy(), ref, rtol=0, atol=1e-6)
+
+
+def test_curve_is_monotone_and_spans_zero_to_one_whatever_the_weights():
+    head = _randomize_head(GlobalToneCurve()).eval()
+    values, share = head.estimate(_rand(5, 3, 32, 32))
+    assert torch.all(values.diff(dim=1) > 0)
+    torch.testing.assert_close(values[:, 0], torch.zeros(5))
+    torch.testing.assert_close(values[:, -1], torch.ones(5))
+    assert torch.all((share > 0) & (share < 1))
+
+
+@pytest.mark.parametrize("channel_share", [0.0, 1.0])
+def test_the_inverse_curve_undoes_a_pixel_gamma(channel_share):
+    clean = _rand(1, 3, 64, 64) * 0.9 + 0.05
+    grey = clean.mean(dim=1, keepdim=True).expand_as(clean).contiguous()  # grey: the value branch is exact too
+    head = GlobalToneCurve()
+    knots = head.knots
+    values = ((knots / 0.8).clamp(max=1.0) ** (1 / 2.2))[None]
+    dark = 0.8 * grey ** 2.2
+    out = head.apply(dark, values, torch.tensor([channel_share]))
+    assert (out - grey).abs().max() < 0.02
+    assert (dark - grey).abs().mean() > 0.2
+
+
+def test_features_read_the_whole_image_at_thumbnail_size():
+    big = _rand(1, 3, 300, 520)
+    assert thumbnail(big).shape[-2:] == (74, 128)
+    assert thumbnail(big[..., :100, :90]).shape[-2:] == (100, 90)
+    bright, dark = brightness_features(big), brightness_features(big * 0.2)
+    assert bright.shape == (1, 29) and torch.all(dark[:, :26] < bright[:, :26])
+
+
+def test_nafnet_without_the_curve_has_no_extra_keys_and_with_it_only_tone_keys():
+    plain = build_model("nafnet-tiny")
+    toned = build_model("nafnet-tiny", tone_curve=True)
+    assert plain.global_stage is None and not any(k.startswith("tone_curve") for k in plain.state_dict())
+    extra = set(toned.state_dict()) - set(plain.state_dict())
+    assert extra and all(k.startswith("tone_curve.mlp.") for k in extra)
+    assert set(plain.state_dict()) <= set(toned.state_dict())
+
+
+def _toned_tiny(seed: int = 0):
+    torch.manual_seed(seed)
+    model = build_model("nafnet-tiny", tone_curve=True).eval()
+    _randomize_head(model.tone_curve, seed + 1)
+    return model
+
+
+def test_predictor_applies_the_global_stage_once_on_the_whole_image():
+    model = _toned_tiny()
+    image = _rand(3, 80, 112, seed=4) * 0.3
+    whole = Predictor(model, device="cpu", tile=0, fast=False, channels_last=False)(image)
+    tiled = Predictor(model, device="cpu", tile=48, overlap=8, fast=False, channels_last=False)(image)
+    local_tiled = Predictor(build_model("nafnet-tiny").eval(), device="cpu", tile=48, overlap=8, fast=False,
+                            channels_last=False)
+    local_tiled.model.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("tone")})
+    with torch.no_grad():
+        expected = model.tone_curve(image[None], local_tiled(image)[None])[0].clamp(0, 1)
+    torch.testing.assert_close(tiled, expected, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(whole, model(image[None])[0].clamp(0, 1), rtol=0, atol=1e-5)
+    with torch.no_grad():  # the curve is not the identity here, so the stage did something
+        assert (whole - model.forward_local(image[None])[0].clamp(0, 1)).abs().max() > 1e-3
+
+
+def test_predictor_fast_paths_and_channels_last_keep_the_global_stage():
+    model = _toned_tiny(3)
+    image = _rand(3, 50, 70, seed=5) * 0.4
+    plain = Predictor(model, device="cpu", tile=32, overlap=8, fast=False, channels_last=False)(image)
+    fast = Predictor(model, device="cpu", tile=32, overlap=8)(image)
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-4)
+
+
+def test_model_with_the_curve_saves_and_loads_strictly(tmp_path):
+    model = _toned_tiny(5)
+    path = save_model(model, tmp_path / "toned.safetensors")
+    loaded = load_model(path)
+    assert loaded.global_stage is not None
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("train_tone_curve", ROOT / "scripts" / "train_tone_curve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_script_trains_only_the_head_and_brightens(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        yy, xx = torch.meshgrid(torch.linspace(0, 1, 160), torch.linspace(0, 1, 200), indexing="ij")
+        write_image(photos / f"p{i}.png", torch.stack([xx, yy, (xx + yy) / 2]) * (0.5 + 0.2 * i) + 0.1)
+    torch.manual_seed(0)
+    backbone = build_model("nafnet-tiny")
+    with torch.no_grad():  # a zero ending makes the U-Net the identity (a residual net with nothing learnt)
+        backbone.ending.weight.zero_()
+        backbone.ending.bias.zero_()
+    weights = save_model(backbone, tmp_path / "unet.safetensors")
+    out = tmp_path / "toned.safetensors"
+    script = _script()
+    script.shipped_photo_paths = lambda: []  # the package photos are not needed for the check
+    assert script.main(["--weights", str(weights), "-o", str(out), "--photos", str(photos), "--samples", "48",
+                        "--steps", "150", "--batch", "16", "--lr", "5e-3"]) == 0
+    model = load_model(out)
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    assert any(v.abs().sum() > 0 for k, v in model.state_dict().items() if k.startswith("tone_curve.mlp.4"))
+    clean = torch.full((1, 3, 64, 64), 0.5)
+    with torch.no_grad():
+        brightened = model(0.8 * clean ** 2.2)
+    assert brightened.mean() > (0.8 * clean ** 2.2).mean() + 0.05
