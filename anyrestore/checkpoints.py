@@ -580,6 +580,7 @@ def load_model(
             raise CheckpointMismatchError(f"{Path(path).name} holds a {built_arch!r} model, not {arch!r}")
         meta = ModelMeta.from_dict(json.loads(metadata["meta"])) if "meta" in metadata else None
         model = build_arch(built_arch, meta, **json.loads(metadata.get("arch_kwargs", "{}")))
+        model.preset_name = metadata.get("preset")
         fam_name = "official"
     else:
         fam = _select_family(sd, family=family, arch=arch)

@@ -152,7 +152,7 @@ def test_training_script_trains_only_the_head_and_brightens(tmp_path):
     script = _script()
     script.shipped_photo_paths = lambda: []  # the package photos are not needed for the check
     assert script.main(["--weights", str(weights), "-o", str(out), "--photos", str(photos), "--samples", "48",
-                        "--steps", "150", "--batch", "16", "--lr", "5e-3"]) == 0
+                        "--steps", "150", "--batch", "16", "--lr", "5e-3", "--scene-share", "0", "--dark-share", "0.5"]) == 0
     model = load_model(out)
     for key, value in backbone.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
@@ -161,3 +161,58 @@ def test_training_script_trains_only_the_head_and_brightens(tmp_path):
     with torch.no_grad():
         brightened = model(0.8 * clean ** 2.2)
     assert brightened.mean() > (0.8 * clean ** 2.2).mean() + 0.05
+
+
+def test_global_stage_false_and_keep_exposure_run_the_u_net_alone(tmp_path):
+    import anyrestore.api as api
+
+    model = _toned_tiny(7)
+    image = _rand(3, 48, 64, seed=6) * 0.3  # multiples of 16: no padding differences
+    with torch.no_grad():
+        local = model.forward_local(image[None])[0].clamp(0, 1)
+    skipped = Predictor(model, device="cpu", tile=0, global_stage=False)(image)
+    torch.testing.assert_close(skipped, local, rtol=0, atol=1e-5)
+    kept = api.restore(image, model=model, tile=0, keep_exposure=True)
+    torch.testing.assert_close(kept, local, rtol=0, atol=1e-5)
+    assert (api.restore(image, model=model, tile=0) - local).abs().max() > 1e-3
+
+
+def test_restore_cli_keep_exposure_flag(tmp_path):
+    import anyrestore.cli as cli
+    from anyrestore.io import read_image
+
+    model = _toned_tiny(8)
+    weights = save_model(model, tmp_path / "toned.safetensors")
+    photo = tmp_path / "dark.png"
+    write_image(photo, _rand(3, 32, 48, seed=9) * 0.25)
+    outs = {}
+    for flag in ([], ["--keep-exposure"]):
+        out = tmp_path / ("kept" if flag else "auto")
+        assert cli.main(["restore", str(photo), "-o", str(out), "--model", str(weights), *flag]) == 0
+        outs[bool(flag)] = read_image(out / "dark.png")
+    with torch.no_grad():
+        local = model.forward_local(read_image(photo)[None])[0].clamp(0, 1)
+    assert (outs[True] - local).abs().max() <= 1 / 255 + 1e-6
+    assert (outs[False] - outs[True]).abs().max() > 2 / 255
+
+
+def test_training_script_reuses_its_cache_only_for_the_same_recipe(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_image(photos / "p.png", _rand(3, 140, 150, seed=11))
+    weights = save_model(build_model("nafnet-tiny"), tmp_path / "unet.safetensors")
+    script = _script()
+    script.shipped_photo_paths = lambda: []
+    cache = tmp_path / "set.pt"
+    base = ["--weights", str(weights), "--photos", str(photos), "--samples", "12", "--steps", "4", "--batch", "4",
+            "--mse-steps", "2", "--cache", str(cache)]
+    runs = [("a", []), ("b", []), ("c", ["--dark-share", "0.5"])]
+    for name, extra in runs:
+        assert script.main([*base, "-o", str(tmp_path / f"{name}.safetensors"), *extra]) == 0
+        runs[runs.index((name, extra))] = (name, capsys.readouterr().out)
+    assert "training set from" not in runs[0][1] and "U-Net outputs computed" in runs[0][1]
+    assert "training set from" in runs[1][1] and "U-Net outputs computed" not in runs[1][1]
+    assert "training set from" not in runs[2][1]  # another recipe: rebuilt
+    a, b = load_model(tmp_path / "a.safetensors"), load_model(tmp_path / "b.safetensors")
+    for key, value in a.state_dict().items():
+        assert torch.equal(b.state_dict()[key], value), key

@@ -24,7 +24,8 @@ def test_shipped_weights_load_strictly_and_match_their_preset():
     assert json.loads(meta["arch_kwargs"]) == json.loads(json.dumps(dict(preset.kwargs)))
     model = load_checkpoint(WEIGHTS, strict=True)
     assert model.meta == preset.meta
-    assert sum(p.numel() for p in model.parameters()) == 4_445_163
+    assert sum(p.numel() for p in model.parameters()) == 4_452_868  # U-Net 4,445,163 + exposure curve 7,705
+    assert model.global_stage is not None
     assert default_model_spec() == "nafnet-default"
 
 
@@ -37,6 +38,24 @@ def test_default_model_denoises_the_bundled_sample_by_4db():
     with torch.inference_mode():
         restored = Predictor(model, device="cpu")(noisy[None])[0]
     assert psnr(restored, clean) - psnr(noisy, clean) >= 4.0
+
+
+def test_default_model_brightens_an_under_exposed_photo_and_leaves_a_clean_one():
+    """The exposure curve: the bundled sample under-exposed (Retinex darkening γ 2.2 × 0.8, the quality report's
+    low light; mean 0.20, a mild case the curve brightens only part of the way: 11.6 -> 13.4 dB) gains ≥ 1 dB; on
+    the clean photo the whole model stays within 0.5 dB of the U-Net alone."""
+    from anyrestore.degradations.light import low_light
+    from anyrestore.inference.predictor import Predictor
+
+    clean = read_image(SAMPLES / "chelsea.png")
+    dark = (low_light(clean[None], gamma=2.2, scale=0.8)[0] * 255).round() / 255
+    model = load_model()
+    with torch.inference_mode():
+        brightened = Predictor(model, device="cpu")(dark)
+        on_clean = Predictor(model, device="cpu")(clean)
+        u_net_only = Predictor(model, device="cpu", global_stage=False)(clean)
+    assert psnr(brightened, clean) - psnr(dark, clean) >= 1.0
+    assert abs(psnr(on_clean, clean) - psnr(u_net_only, clean)) <= 0.5
 
 
 def test_readme_main_command_writes_a_restored_file(tmp_path, capsys):
@@ -153,7 +172,7 @@ echo "python $*" >> {shlex.quote(str(log))}
            "TRAIN_OVERRIDES": "data.batch_size=32 data.crop=128", "LONG_ITERS": "77", "STAGE7": "1"}
     done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], env=env, check=True,
                           capture_output=True, text=True)
-    assert done.stdout.strip().endswith(f"{runs}/default-gpu-polish/model.safetensors (copy to "
+    assert done.stdout.strip().endswith(f"{runs}/default-tone-curve/model.safetensors (copy to "
                                         "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert [t[2] for t in trains] == [f"configs/default/{n}.yaml" for n in
@@ -169,19 +188,26 @@ echo "python $*" >> {shlex.quote(str(log))}
         assert arg == f"model.pretrained={prev}/model.safetensors"
     assert "train.iterations=77" in trains[3]
     assert any(line.startswith("anyrestore mac") for line in log.read_text().splitlines())
+    # stage 8: the exposure curve on the last U-Net (stage 7's here)
+    tone = [line.split() for line in log.read_text().splitlines() if "scripts/train_tone_curve.py" in line]
+    assert len(tone) == 1
+    assert tone[0][tone[0].index("--weights") + 1] == f"{stages[-1]}/model.safetensors"
+    assert tone[0][tone[0].index("-o") + 1] == f"{runs}/default-tone-curve/model.safetensors"
     reports = [line for line in log.read_text().splitlines() if "benchmarks/default_model.py" in line]
-    assert len(reports) == 5
+    assert len(reports) == 6
 
     # STAGE7=0 (or no CUDA device under the default `auto`) ends at stage 6 and names its weights
     log.unlink()
     done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], check=True, capture_output=True,
                           text=True, env={**env, "STAGE7": "0", "RUNS": str(tmp_path / "runs_cpu")})
     assert "Stage 7 (configs/default/gpu_polish.yaml) skipped" in done.stdout
-    assert done.stdout.strip().endswith("/default-full-balanced/model.safetensors (copy to "
+    assert done.stdout.strip().endswith("/default-tone-curve/model.safetensors (copy to "
                                         "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert trains[-1][2] == "configs/default/full_balanced.yaml"
-    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 4
+    tone = next(line.split() for line in log.read_text().splitlines() if "scripts/train_tone_curve.py" in line)
+    assert tone[tone.index("--weights") + 1].endswith("/default-full-balanced/model.safetensors")
+    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 5
     bad = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], capture_output=True, text=True,
                          env={**env, "STAGE7": "yes", "RUNS": str(tmp_path / "runs_bad")})
     assert bad.returncode == 2 and "STAGE7 must be auto, 0 or 1, got 'yes'" in bad.stderr

@@ -93,6 +93,8 @@ class Predictor:
         channels_last: run the model in ``torch.channels_last`` memory format (same values); ``None`` (default) =
             on for CPU, off for other devices.
         compile: wrap the model with ``torch.compile`` (opt-in; each new input shape compiles first).
+        global_stage: run the model's whole-image ``global_stage`` when it has one (default True); False runs
+            ``forward_local`` alone (for the default model: no exposure correction, dark photos stay dark).
 
     Raises:
         ConfigError: bad option values, an unavailable device, or ``compile=True`` where ``torch.compile`` cannot
@@ -118,6 +120,7 @@ class Predictor:
         fast: bool | None = None,
         channels_last: bool | None = None,
         compile: bool = False,
+        global_stage: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -139,8 +142,8 @@ class Predictor:
         if fast is None:
             set_device_fast_paths(model, self.device, precision)
         model = model.to(self.device)
-        self.global_stage: nn.Module | None = getattr(model, "global_stage", None)
-        local = _LocalPart(model) if self.global_stage is not None else model
+        self.global_stage: nn.Module | None = getattr(model, "global_stage", None) if global_stage else None
+        local = _LocalPart(model) if getattr(model, "global_stage", None) is not None else model
         self.model = optimize_model(local, **self.options)
         self.multiple = max(1, int(self.meta.pad_multiple))
         self.precision = precision
