@@ -71,7 +71,7 @@ def restore(
     precision: str = "fp32",
     fast: bool | None = None,
     channels_last: bool | None = None,
-    keep_exposure: bool = False,
+    local_only: bool = False,
 ):
     """Restore one image (or a batch of tensors) and return it in the kind it was given.
 
@@ -89,8 +89,8 @@ def restore(
         fast: None (default): the exact in-layer fast paths measured fastest on the device; True: all of them;
             False: the plain official formulas. channels_last: run the model in channels-last memory format (None:
             on for CPU). See :class:`~anyrestore.inference.Predictor`.
-        keep_exposure: skip the model's whole-image exposure correction (the default model brightens photos it
-            judges under-exposed); use it for genuinely dark scenes.
+        local_only: skip the model's whole-image stages (the default model's unsharp mask and exposure curve,
+            which brightens photos it judges under-exposed); use it to keep a genuinely dark scene dark.
 
     Raises:
         InputTypeError, ImageReadError, UnknownModelError, ConfigError.
@@ -99,7 +99,7 @@ def restore(
 
     net = model if isinstance(model, nn.Module) else _cached_model(model, device)
     predictor = Predictor(net, device=device, precision=precision, tile=tile, overlap=overlap, fast=fast,
-                          channels_last=channels_last, global_stage=not keep_exposure)
+                          channels_last=channels_last, global_stage=not local_only)
 
     if isinstance(image, (str, os.PathLike)):
         from anyrestore.io import read_image

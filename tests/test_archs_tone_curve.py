@@ -1,21 +1,19 @@
 """The global exposure curve (anyrestore.archs.tone_curve), its place in NAFNet and the Predictor's global stage,
-and the script that trains it (scripts/train_tone_curve.py)."""
+and the script that trains it (scripts/train_global_stage.py tone_curve)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from _cli_testutil import load_script
 from anyrestore.archs import build_model
 from anyrestore.archs.tone_curve import GlobalToneCurve, apply_curve, brightness_features, curve_knots, thumbnail
 from anyrestore.checkpoints import load_model, save_model
 from anyrestore.inference import Predictor
 from anyrestore.io import write_image
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rand(*shape, seed=0):
@@ -130,10 +128,7 @@ def test_model_with_the_curve_saves_and_loads_strictly(tmp_path):
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("train_tone_curve", ROOT / "scripts" / "train_tone_curve.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/train_global_stage.py")
 
 
 def test_training_script_trains_only_the_head_and_brightens(tmp_path):
@@ -151,7 +146,7 @@ def test_training_script_trains_only_the_head_and_brightens(tmp_path):
     out = tmp_path / "toned.safetensors"
     script = _script()
     script.shipped_photo_paths = lambda: []  # the package photos are not needed for the check
-    assert script.main(["--weights", str(weights), "-o", str(out), "--photos", str(photos), "--samples", "48",
+    assert script.main(["tone_curve", "--weights", str(weights), "-o", str(out), "--photos", str(photos), "--samples", "48",
                         "--steps", "150", "--batch", "16", "--lr", "5e-3", "--scene-share", "0", "--dark-share", "0.5"]) == 0
     model = load_model(out)
     for key, value in backbone.state_dict().items():
@@ -163,7 +158,7 @@ def test_training_script_trains_only_the_head_and_brightens(tmp_path):
     assert brightened.mean() > (0.8 * clean ** 2.2).mean() + 0.05
 
 
-def test_global_stage_false_and_keep_exposure_run_the_u_net_alone(tmp_path):
+def test_global_stage_false_and_local_only_run_the_u_net_alone(tmp_path):
     import anyrestore.api as api
 
     model = _toned_tiny(7)
@@ -172,12 +167,12 @@ def test_global_stage_false_and_keep_exposure_run_the_u_net_alone(tmp_path):
         local = model.forward_local(image[None])[0].clamp(0, 1)
     skipped = Predictor(model, device="cpu", tile=0, global_stage=False)(image)
     torch.testing.assert_close(skipped, local, rtol=0, atol=1e-5)
-    kept = api.restore(image, model=model, tile=0, keep_exposure=True)
+    kept = api.restore(image, model=model, tile=0, local_only=True)
     torch.testing.assert_close(kept, local, rtol=0, atol=1e-5)
     assert (api.restore(image, model=model, tile=0) - local).abs().max() > 1e-3
 
 
-def test_restore_cli_keep_exposure_flag(tmp_path):
+def test_restore_cli_local_only_flag(tmp_path):
     import anyrestore.cli as cli
     from anyrestore.io import read_image
 
@@ -186,7 +181,7 @@ def test_restore_cli_keep_exposure_flag(tmp_path):
     photo = tmp_path / "dark.png"
     write_image(photo, _rand(3, 32, 48, seed=9) * 0.25)
     outs = {}
-    for flag in ([], ["--keep-exposure"]):
+    for flag in ([], ["--local-only"]):
         out = tmp_path / ("kept" if flag else "auto")
         assert cli.main(["restore", str(photo), "-o", str(out), "--model", str(weights), *flag]) == 0
         outs[bool(flag)] = read_image(out / "dark.png")
@@ -204,7 +199,7 @@ def test_training_script_reuses_its_cache_only_for_the_same_recipe(tmp_path, cap
     script = _script()
     script.shipped_photo_paths = lambda: []
     cache = tmp_path / "set.pt"
-    base = ["--weights", str(weights), "--photos", str(photos), "--samples", "12", "--steps", "4", "--batch", "4",
+    base = ["tone_curve", "--weights", str(weights), "--photos", str(photos), "--samples", "12", "--steps", "4", "--batch", "4",
             "--mse-steps", "2", "--cache", str(cache)]
     runs = [("a", []), ("b", []), ("c", ["--dark-share", "0.5"])]
     for name, extra in runs:

@@ -24,8 +24,9 @@ def test_shipped_weights_load_strictly_and_match_their_preset():
     assert json.loads(meta["arch_kwargs"]) == json.loads(json.dumps(dict(preset.kwargs)))
     model = load_checkpoint(WEIGHTS, strict=True)
     assert model.meta == preset.meta
-    assert sum(p.numel() for p in model.parameters()) == 4_452_868  # U-Net 4,445,163 + exposure curve 7,705
-    assert model.global_stage is not None
+    # U-Net 4,445,163 + unsharp mask 5,058 + exposure curve 7,705
+    assert sum(p.numel() for p in model.parameters()) == 4_457_926
+    assert model.sharpen is not None and model.tone_curve is not None
     assert default_model_spec() == "nafnet-default"
 
 
@@ -172,7 +173,7 @@ echo "python $*" >> {shlex.quote(str(log))}
            "TRAIN_OVERRIDES": "data.batch_size=32 data.crop=128", "LONG_ITERS": "77", "STAGE7": "1"}
     done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], env=env, check=True,
                           capture_output=True, text=True)
-    assert done.stdout.strip().endswith(f"{runs}/default-tone-curve/model.safetensors (copy to "
+    assert done.stdout.strip().endswith(f"{runs}/default-sharpen/model.safetensors (copy to "
                                         "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert [t[2] for t in trains] == [f"configs/default/{n}.yaml" for n in
@@ -188,26 +189,28 @@ echo "python $*" >> {shlex.quote(str(log))}
         assert arg == f"model.pretrained={prev}/model.safetensors"
     assert "train.iterations=77" in trains[3]
     assert any(line.startswith("anyrestore mac") for line in log.read_text().splitlines())
-    # stage 8: the exposure curve on the last U-Net (stage 7's here)
-    tone = [line.split() for line in log.read_text().splitlines() if "scripts/train_tone_curve.py" in line]
-    assert len(tone) == 1
-    assert tone[0][tone[0].index("--weights") + 1] == f"{stages[-1]}/model.safetensors"
-    assert tone[0][tone[0].index("-o") + 1] == f"{runs}/default-tone-curve/model.safetensors"
+    # stages 8-9: the exposure curve on the last U-Net (stage 7's here), then the unsharp mask on that
+    whole = [line.split() for line in log.read_text().splitlines() if "scripts/train_global_stage.py" in line]
+    assert [call[2] for call in whole] == ["tone_curve", "sharpen"]
+    assert whole[0][whole[0].index("--weights") + 1] == f"{stages[-1]}/model.safetensors"
+    assert whole[0][whole[0].index("-o") + 1] == f"{runs}/default-tone-curve/model.safetensors"
+    assert whole[1][whole[1].index("--weights") + 1] == f"{runs}/default-tone-curve/model.safetensors"
+    assert whole[1][whole[1].index("-o") + 1] == f"{runs}/default-sharpen/model.safetensors"
     reports = [line for line in log.read_text().splitlines() if "benchmarks/default_model.py" in line]
-    assert len(reports) == 6
+    assert len(reports) == 7
 
     # STAGE7=0 (or no CUDA device under the default `auto`) ends at stage 6 and names its weights
     log.unlink()
     done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], check=True, capture_output=True,
                           text=True, env={**env, "STAGE7": "0", "RUNS": str(tmp_path / "runs_cpu")})
     assert "Stage 7 (configs/default/gpu_polish.yaml) skipped" in done.stdout
-    assert done.stdout.strip().endswith("/default-tone-curve/model.safetensors (copy to "
+    assert done.stdout.strip().endswith("/default-sharpen/model.safetensors (copy to "
                                         "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert trains[-1][2] == "configs/default/full_balanced.yaml"
-    tone = next(line.split() for line in log.read_text().splitlines() if "scripts/train_tone_curve.py" in line)
+    tone = next(line.split() for line in log.read_text().splitlines() if "train_global_stage.py tone_curve" in line)
     assert tone[tone.index("--weights") + 1].endswith("/default-full-balanced/model.safetensors")
-    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 5
+    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 6
     bad = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], capture_output=True, text=True,
                          env={**env, "STAGE7": "yes", "RUNS": str(tmp_path / "runs_bad")})
     assert bad.returncode == 2 and "STAGE7 must be auto, 0 or 1, got 'yes'" in bad.stderr

@@ -19,6 +19,7 @@ from torch import nn
 from anyrestore.archs.blocks import LayerNorm2d, SimpleGate, pad_to_multiple, rename_keys
 from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
 from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
+from anyrestore.archs.global_sharpen import GlobalSharpen
 from anyrestore.archs.tone_curve import GlobalToneCurve
 
 PAD_MODES = ("zeros", "reflect")
@@ -104,6 +105,22 @@ class NAFBlock(nn.Module):
         return F.conv2d(t, self.conv5.weight * gamma.view(-1, 1, 1, 1), self.conv5.bias * gamma).add_(y)
 
 
+class WholeImageStages(nn.Module):
+    """Whole-image stages applied in order to the U-Net's output clamped to [0, 1] (as they were trained), each
+    ``stage(degraded, restored)``. Built on the fly by :attr:`NAFNet.global_stage`; the stages' weights stay
+    under the NAFNet's own keys."""
+
+    def __init__(self, stages: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+        restored = restored.clamp(0.0, 1.0)
+        for stage in self.stages:
+            restored = stage(degraded, restored)
+        return restored
+
+
 def _stage(c: int, n: int, ln_eps: float) -> nn.Sequential:
     return nn.Sequential(*[NAFBlock(c, ln_eps=ln_eps) for _ in range(n)])
 
@@ -120,8 +137,12 @@ class NAFNet(nn.Module):
         dec_blocks: NAFBlocks per decoder level (deepest first); same length as ``enc_blocks``.
         ln_eps: LayerNorm epsilon (official 1e-6, MaskDCPT 1e-5).
         pad_mode: internal right/bottom padding to the multiple: ``"zeros"`` (official) or ``"reflect"``.
+        sharpen: add a :class:`~anyrestore.archs.global_sharpen.GlobalSharpen` (keys ``sharpen.*``): an unsharp
+            mask of the whole image after the U-Net, its strength estimated from the input (the default model's
+            deblurring boost).
         tone_curve: add a :class:`~anyrestore.archs.tone_curve.GlobalToneCurve` (keys ``tone_curve.*``) that
-            corrects the exposure of the whole image after the U-Net (the default model's exposure stage).
+            corrects the exposure of the whole image after the U-Net and ``sharpen`` (the default model's exposure
+            stage).
 
     MaskDCPT hook points (``MASK_POINTS``) are module names: forward hooks on them re-mask features; with no hook
     installed the network is the plain one.
@@ -139,6 +160,7 @@ class NAFNet(nn.Module):
         dec_blocks: Sequence[int] = (1, 1, 1, 1),
         ln_eps: float = 1e-6,
         pad_mode: str = "zeros",
+        sharpen: bool = False,
         tone_curve: bool = False,
     ) -> None:
         super().__init__()
@@ -163,12 +185,14 @@ class NAFNet(nn.Module):
             self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
             self.decoders.append(_stage(c, n, ln_eps))
+        self.sharpen = GlobalSharpen() if sharpen else None
         self.tone_curve = GlobalToneCurve() if tone_curve else None
 
     @property
-    def global_stage(self) -> GlobalToneCurve | None:
+    def global_stage(self) -> WholeImageStages | None:
         """The part that must see the whole image (run once per image by the Predictor), or None."""
-        return self.tone_curve
+        stages = [stage for stage in (self.sharpen, self.tone_curve) if stage is not None]
+        return WholeImageStages(stages) if stages else None
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         return pad_to_multiple(x, self.pad_multiple, self.pad_mode)
@@ -199,7 +223,8 @@ class NAFNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.forward_local(x)
-        return y if self.tone_curve is None else self.tone_curve(x, y)
+        stage = self.global_stage
+        return y if stage is None else stage(x, y)
 
 
 @register_arch("nafnet_local")
@@ -243,10 +268,10 @@ register_preset("nafnet-maskdcpt", "nafnet",
                 description="NAFNet w64 as released by MaskDCPT (LN eps 1e-5, reflect pad)",
                 pad_multiple=16, width=64, ln_eps=1e-5, pad_mode="reflect", **_GOPRO)
 register_preset("nafnet-default", "nafnet", default=True,
-                description="compact NAFNet (4.45 M) + whole-image exposure curve: the shipped all-in-one default "
-                            "model (weights bundled)",
+                description="compact NAFNet (4.45 M) + whole-image unsharp mask and exposure curve: the shipped "
+                            "all-in-one default model (weights bundled)",
                 pad_multiple=16, width=24, enc_blocks=(1, 1, 2, 4), middle_blocks=2, dec_blocks=(1, 1, 1, 1),
-                pad_mode="reflect", tone_curve=True)
+                pad_mode="reflect", sharpen=True, tone_curve=True)
 register_preset("nafnet-tiny", "nafnet", description="tiny NAFNet for tests and smoke runs",
                 pad_multiple=16, width=8, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1))
 

@@ -84,9 +84,9 @@ class GlobalToneCurve(nn.Module):
 
     def estimate(self, degraded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Whole degraded image (B,3,H,W) -> curve values at the knots (B, K+1) and the per-channel share (B,)."""
-        return self.curve_from_features(brightness_features(degraded))
+        return self.from_features(brightness_features(degraded))
 
-    def curve_from_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def from_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:func:`brightness_features` (B, F) -> curve values at the knots (B, K+1), per-channel share (B,)."""
         out = self.mlp(features)
         # increments proportional to the knot spacing at zero logits: the identity curve
@@ -107,6 +107,8 @@ class GlobalToneCurve(nn.Module):
         on_value = (x * gain).clamp(0.0, 1.0)
         share = channel_share.view(-1, 1, 1, 1)
         return (share * per_channel + (1 - share) * on_value).to(restored.dtype)
+
+    features = staticmethod(brightness_features)
 
     def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
         return self.apply(restored, *self.estimate(degraded))

@@ -46,9 +46,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="disable the exact in-layer fast paths (fused LayerNorm, scaled-dot-product attention) "
                              "and run the plain official formulas, e.g. to compare with upstream code (default: "
                              "every fast path on CPU, the subset measured fastest on CUDA)")
-    parser.add_argument("--keep-exposure", action="store_true",
-                        help="skip the default model's whole-image exposure correction, which brightens photos it "
-                             "judges under-exposed; use it for genuinely dark scenes (night, low-key)")
+    parser.add_argument("--local-only", action="store_true",
+                        help="run the model without its whole-image stages (the default model's unsharp mask and "
+                             "exposure curve, which brightens photos it judges under-exposed); use it to keep a "
+                             "genuinely dark scene (night, low-key) as dark as it is")
     parser.add_argument("--twin-mask", action="store_true",
                         help="RAM twin-mask inference for mask-pre-trained-only models: two passes with complementary "
                              "50%% pixel masks, each pixel taken from the pass where it was hidden (ram.md 7.5)")
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(model, device=args.device, precision=args.precision, tile=args.tile,
                           overlap=args.overlap, blend=args.blend, fast=False if args.plain else None,
                           channels_last=args.channels_last, compile=args.compile,
-                          global_stage=not args.keep_exposure)
+                          global_stage=not args.local_only)
     outdir.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()

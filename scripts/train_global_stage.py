@@ -1,0 +1,309 @@
+"""Train one whole-image stage of the default model on top of frozen restoration weights.
+
+The default model's U-Net sees one crop or tile at a time. Two corrections need the whole image instead, and each is
+a small head (:mod:`anyrestore.archs.tone_curve`, :mod:`anyrestore.archs.global_sharpen`) that reads statistics
+of the whole degraded input. The U-Net (and any stage trained before) is frozen, so each training set is computed
+once, and a run takes minutes on 2 CPU cores.
+
+``sharpen`` (about 5 k parameters; stage 9 of scripts/train_default.sh, about 6 minutes): the U-Net removes noise
+well but sharpens little. The head predicts one unsharp mask (amount, radius) from band-pass energies of the input
+at native resolution.
+1. 3,000 native-resolution 128² crops of the training photos; 30 % blurred (Gaussian, sigma 0.5-3), the rest
+   degraded by the default model's training mixture (noise, JPEG... must stay unsharpened);
+2. the frozen U-Net restores each crop once; 3. 2,000 Adam steps on the PSNR loss (batch 32).
+At inference the unsharp mask comes before the tone curve; it is trained after it, on the U-Net's outputs.
+
+``tone_curve`` (about 8 k parameters; stage 8, about 8 minutes): the U-Net keeps the brightness of its input. It
+cannot tell an under-exposed photo from a dark scene in one crop, and a 2-5x brightening is hard to build as a
+residual. The head predicts one monotone curve from brightness statistics of the whole input.
+1. thumbnails: square crops (50-100 % of the shorter side) of the training photos, area-resized to 128²;
+2. each thumbnail is under-exposed (30 %: Retinex darkening, a pixel gamma ``s·x^g`` or a linear-light exposure
+   cut, some with noise), or made a dark scene (40 %: ``s·x^g`` with g in [1, 1.6], s in [0.55, 0.9], its own
+   clean target) and then degraded by the default model's training mixture, or degraded by the mixture alone;
+3. the frozen U-Net restores every degraded thumbnail once;
+4. 1,000 Adam steps on the pixel MSE (which leaves the identity curve quickly), then 3,000 on the PSNR loss (the
+   mean of per-image PSNRs, the quality report's average, which keeps dark scenes and photos that need no
+   correction as they are). The dark scenes and the dark photographs of the training set are identity targets:
+   from the statistics of the *whole* image the head learns which dark inputs to brighten.
+
+    python scripts/train_global_stage.py tone_curve --weights runs/default-gpu-polish/model.safetensors \
+        -o runs/default-tone-curve/model.safetensors
+    python scripts/train_global_stage.py sharpen --weights runs/default-tone-curve/model.safetensors \
+        -o runs/default-sharpen/model.safetensors
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from anyrestore.archs.registry import build_arch, get_preset
+from anyrestore.checkpoints import load_model, save_model, file_sha256
+from anyrestore.data.sources import list_images, shipped_photo_paths
+from anyrestore.degradations.light import low_light
+from anyrestore.degradations.noise import gaussian_noise
+from anyrestore.degradations.pipeline import degrade
+from anyrestore.io import read_image
+
+THUMB = 128  # tone_curve: whole-photo thumbnails
+LOSS_SIDE = 64
+CROP = 128  # sharpen: native-resolution crops
+
+
+def _uniform(generator: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * torch.rand((), generator=generator).item()
+
+
+def under_expose(clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One of three under-exposure models with seeded parameters, sometimes with sensor-like noise."""
+    kind = int(torch.randint(3, (), generator=generator))
+    gamma, scale = _uniform(generator, 1.3, 3.2), _uniform(generator, 0.3, 0.95)
+    if kind == 0:
+        out = low_light(clean[None], gamma=gamma, scale=scale)[0]
+    elif kind == 1:
+        out = scale * clean.clamp(0, 1) ** gamma
+    else:  # exposure cut in linear light (sRGB-like 2.2), 1.5-5 stops
+        stops = _uniform(generator, 1.5, 5.0)
+        out = (clean.clamp(0, 1) ** 2.2 * 2.0 ** -stops) ** (1 / 2.2)
+    if torch.rand((), generator=generator).item() < 0.4:
+        out = gaussian_noise(out[None], sigma=_uniform(generator, 1.0, 15.0), generator=generator)[0]
+    return (out.clamp(0, 1) * 255).round() / 255
+
+
+def photo_paths(folders: list[Path]) -> list[Path]:
+    paths = [p for folder in folders for p in list_images(folder)]
+    return paths + shipped_photo_paths()
+
+
+def _random_square(photos: list[torch.Tensor], generator: torch.Generator, side_of) -> torch.Tensor:
+    """A random photo's square window of side ``side_of(h, w)`` at a random place."""
+    photo = photos[int(torch.randint(len(photos), (), generator=generator))]
+    h, w = photo.shape[-2:]
+    side = side_of(h, w)
+    top = int(torch.randint(h - side + 1, (), generator=generator))
+    left = int(torch.randint(w - side + 1, (), generator=generator))
+    return photo[:, top:top + side, left:left + side]
+
+
+def make_thumbnails(paths: list[Path], count: int, seed: int) -> torch.Tensor:
+    """Square windows of 50-100 % of the photos' short side, area-resized to THUMB² (a whole-photo view)."""
+    generator = torch.Generator().manual_seed(seed)
+    photos = [read_image(p)[:3] for p in paths]
+    side_of = lambda h, w: min(max(THUMB, int(min(h, w) * _uniform(generator, 0.5, 1.0))), h, w)  # noqa: E731
+    out = torch.empty(count, 3, THUMB, THUMB)
+    for i in range(count):
+        crop = _random_square(photos, generator, side_of)
+        out[i] = F.interpolate(crop[None], size=(THUMB, THUMB), mode="area")[0] if crop.shape[-1] != THUMB else crop
+    return out
+
+
+def degrade_all(clean: torch.Tensor, share: float, scene_share: float, seed: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Degrade the thumbnails in place of a data loader. A ``share`` of them is under-exposed (``dark`` marks
+    them); a ``scene_share`` first becomes a dark scene, ``s * x^g`` with g in [1, 1.6] and s in [0.55, 0.9]
+    (the mild dark copies of scripts/make_dark_photos.py), which is then its own clean target; the rest, dark
+    scenes included, get the default model's training mixture."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    degraded = torch.empty_like(clean)
+    dark = torch.zeros(len(clean), dtype=torch.bool)
+    for i in range(len(clean)):
+        draw = torch.rand((), generator=generator).item()
+        if draw < share:
+            degraded[i] = under_expose(clean[i], generator)
+            dark[i] = True
+            continue
+        if draw < share + scene_share:
+            gamma, scale = _uniform(generator, 1.0, 1.6), _uniform(generator, 0.55, 0.9)
+            clean[i] = (scale * clean[i] ** gamma * 255).round() / 255
+        degraded[i] = degrade(clean[i], "default-model", seed=seed * 1_000_003 + i)[0]
+    return degraded, dark
+
+
+@torch.inference_mode()
+def restore_all(model: torch.nn.Module, degraded: torch.Tensor, batch: int = 16) -> torch.Tensor:
+    out = torch.empty_like(degraded)
+    for start in range(0, len(degraded), batch):
+        out[start:start + batch] = model.forward_local(degraded[start:start + batch]).clamp(0, 1)
+    return out
+
+
+def make_crops(paths: list[Path], count: int, seed: int) -> torch.Tensor:
+    """Random CROP² windows of the training photos at their own resolution (blur lives at the pixel scale)."""
+    generator = torch.Generator().manual_seed(seed)
+    photos = [read_image(p)[:3] for p in paths]
+    return torch.stack([_random_square(photos, generator, lambda h, w: CROP) for _ in range(count)])
+
+
+def blur_or_mix(clean: torch.Tensor, share: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``share`` of the crops gets an isotropic Gaussian blur (sigma 0.5-3, kernel 2*ceil(3 sigma)+1; ``blurred``
+    marks them), the rest the default model's training mixture; 8-bit quantised."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    degraded = torch.empty_like(clean)
+    blurred = torch.zeros(len(clean), dtype=torch.bool)
+    for i in range(len(clean)):
+        seed_i = seed * 1_000_003 + i
+        if torch.rand((), generator=generator).item() < share:
+            sigma = _uniform(generator, 0.5, 3.0)
+            spec = f"blur:k{2 * math.ceil(3 * sigma) + 1}s{sigma:.2f}"
+            blurred[i] = True
+        else:
+            spec = "default-model"
+        degraded[i] = (degrade(clean[i], spec, seed=seed_i)[0].clamp(0, 1) * 255).round() / 255
+    return degraded, blurred
+
+
+def training_set(model: torch.nn.Module, args: argparse.Namespace, started: float) -> dict:
+    """The stage's features of the degraded images, the U-Net's outputs, the clean targets and the mask of the
+    samples the stage is for (under-exposed, blurred); from ``args.cache`` when it holds the same recipe.
+
+    tone_curve: thumbnails of whole photos, outputs and targets area-resized to LOSS_SIDE² (a pointwise curve
+    does not care); sharpen: native-resolution crops at full size."""
+    recipe = {"stage": args.stage, "weights": file_sha256(args.weights), "samples": args.samples,
+              "seed": args.seed, "photos": sorted(map(str, args.photos))}
+    if args.stage == "tone_curve":
+        recipe.update(dark=args.dark_share, scene=args.scene_share)
+    else:
+        recipe.update(blur=args.blur_share)
+    key = json.dumps(recipe)
+    if args.cache is not None and args.cache.is_file():
+        cached = torch.load(args.cache, weights_only=True)
+        if cached.get("key") == key:
+            print(f"training set from {args.cache}", flush=True)
+            return cached
+    paths = photo_paths(args.photos)
+    if args.stage == "tone_curve":
+        clean = make_thumbnails(paths, args.samples, args.seed)
+        degraded, marked = degrade_all(clean, args.dark_share, args.scene_share, args.seed)
+    else:
+        clean = make_crops(paths, args.samples, args.seed)
+        degraded, marked = blur_or_mix(clean, args.blur_share, args.seed)
+    print(f"{len(paths)} photos -> {args.samples} images ({int(marked.sum())} {MARKED[args.stage]}), "
+          f"{time.time() - started:.0f} s", flush=True)
+    restored = restore_all(model, degraded)
+    print(f"U-Net outputs computed, {time.time() - started:.0f} s", flush=True)
+    if args.stage == "tone_curve":
+        small = lambda t: F.interpolate(t, size=(LOSS_SIDE, LOSS_SIDE), mode="area")  # noqa: E731
+        restored, clean = small(restored), small(clean)
+    head = getattr(model, args.stage)
+    data = {"key": key, "features": head.features(degraded), "restored": restored, "clean": clean,
+            "marked": marked}
+    if args.cache is not None:
+        args.cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.cache.with_suffix(".tmp")
+        torch.save(data, tmp)
+        tmp.replace(args.cache)
+    return data
+
+
+def psnr_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    mse = (pred - target).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
+    return (10 * torch.log10(mse)).mean()
+
+
+DEFAULTS = {  # per stage: samples, steps, MSE steps first, batch
+    "tone_curve": {"samples": 4000, "steps": 4000, "mse_steps": 1000, "batch": 64},
+    "sharpen": {"samples": 3000, "steps": 2000, "mse_steps": 0, "batch": 32},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=tuple(DEFAULTS), help="the whole-image stage to add and train")
+    parser.add_argument("--weights", type=Path, required=True,
+                        help="trained default-model weights (the U-Net, with any stages trained before)")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="output weights file (.safetensors)")
+    parser.add_argument("--photos", type=Path, nargs="+", default=[Path("data_cache/default_photos/train")],
+                        help="folders of clean training photos (the shipped package photos are always added)")
+    parser.add_argument("--samples", type=int, default=None, help="training images (tone_curve 4000, sharpen 3000)")
+    parser.add_argument("--dark-share", type=float, default=0.3, help="tone_curve: share of under-exposed samples")
+    parser.add_argument("--scene-share", type=float, default=0.4,
+                        help="tone_curve: share of thumbnails turned into clean dark scenes (kept dark)")
+    parser.add_argument("--blur-share", type=float, default=0.3,
+                        help="sharpen: share of crops with Gaussian blur, sigma 0.5-3 (the rest: the mixture)")
+    parser.add_argument("--steps", type=int, default=None, help="Adam steps in all (tone_curve 4000, sharpen 2000)")
+    parser.add_argument("--batch", type=int, default=None, help="tone_curve 64, sharpen 32")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--loss", choices=("psnr", "mse"), default="psnr",
+                        help="psnr: mean of per-image -PSNR (the report's average); mse: pixel MSE")
+    parser.add_argument("--mse-steps", type=int, default=None,
+                        help="start with this many pixel-MSE steps before the PSNR loss (tone_curve 1000: MSE "
+                             "leaves the identity curve quickly, the PSNR loss then weighs each image equally)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="file to keep the training set in (the U-Net outputs take minutes); reused when it was "
+                             "made from the same weights and options")
+    args = parser.parse_args(argv)
+    for key, value in DEFAULTS[args.stage].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    torch.manual_seed(args.seed)
+    started = time.time()
+
+    previous = load_model(args.weights)
+    kwargs = {**previous.arch_kwargs, args.stage: True}
+    model = build_arch(previous.arch_name, previous.meta, **kwargs)
+    missing, unexpected = model.load_state_dict(previous.state_dict(), strict=False)
+    if unexpected or not missing or any(not k.startswith(f"{args.stage}.") for k in missing):
+        raise SystemExit(f"train_global_stage: {args.weights} is not a model of this architecture without a "
+                         f"{args.stage} stage")
+    model.arch_name, model.preset_name = previous.arch_name, _preset_of(previous, kwargs)
+    model.eval()
+
+    data = training_set(model, args, started)
+    head = getattr(model, args.stage)
+    features, restored, clean, marked = data["features"], data["restored"], data["clean"], data["marked"]
+    n_val = max(1, len(clean) // 10)
+    optim = torch.optim.Adam(head.parameters(), lr=args.lr)
+    generator = torch.Generator().manual_seed(args.seed + 2)
+    for step in range(1, args.steps + 1):
+        lr = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        for group in optim.param_groups:
+            group["lr"] = lr
+        idx = n_val + torch.randint(len(clean) - n_val, (args.batch,), generator=generator)
+        out = head.apply(restored[idx], *head.from_features(features[idx])).clamp(0, 1)
+        mse_phase = args.loss == "mse" or step <= args.mse_steps
+        loss = (out - clean[idx]).pow(2).mean() if mse_phase else psnr_loss(out, clean[idx])
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        if step % 500 == 0 or step == args.steps:
+            with torch.no_grad():
+                report = _validate(head, features[:n_val], restored[:n_val], clean[:n_val], marked[:n_val],
+                                   MARKED[args.stage])
+            print(f"step {step}: train loss {loss.item():.4g} | validation {report}", flush=True)
+
+    head.requires_grad_(False)
+    meta = {"run": f"default-{args.stage.replace('_', '-')}", "stage": args.stage, "stage_samples": str(args.samples),
+            "stage_steps": str(args.steps), "stage_seed": str(args.seed), "previous_weights": args.weights.name,
+            "previous_sha256": file_sha256(args.weights)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, args.out, weights="ema", **meta)
+    print(f"wrote {args.out} ({time.time() - started:.0f} s)")
+    return 0
+
+
+def _preset_of(backbone: torch.nn.Module, kwargs: dict) -> str | None:
+    """The backbone's preset when that preset pins exactly these hyper-parameters (the default model's does)."""
+    name = getattr(backbone, "preset_name", None)
+    if name is None:
+        return None
+    pinned = json.loads(json.dumps(dict(get_preset(name).kwargs), sort_keys=True))
+    return name if pinned == json.loads(json.dumps(kwargs, sort_keys=True)) else None
+
+
+MARKED = {"tone_curve": "under-exposed", "sharpen": "blurred"}
+
+
+def _validate(head, features, restored, clean, marked, name) -> str:
+    out = head.apply(restored, *head.from_features(features)).clamp(0, 1)
+    gain = lambda m: (psnr_loss(restored[m], clean[m]) - psnr_loss(out[m], clean[m])).item()  # noqa: E731
+    return json.dumps({f"{name} gain dB": round(gain(marked), 2), "other gain dB": round(gain(~marked), 2)})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
