@@ -29,6 +29,15 @@ def test_gaussian_blur_matches_scipy_with_mirrored_borders(sigma):
     np.testing.assert_allclose(out.numpy(), ref, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (1, 5), (2, 3)])
+def test_the_default_model_restores_images_of_one_or_two_pixels(size):
+    from anyrestore.api import load_model
+
+    image = _rand(3, *size)
+    out = Predictor(load_model(), device="cpu")(image)
+    assert out.shape == image.shape and torch.isfinite(out).all()
+
+
 def test_one_sigma_per_image():
     x = _rand(2, 1, 24, 24)
     out = gaussian_blur(x, torch.tensor([0.7, 2.0]))

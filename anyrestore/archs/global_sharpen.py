@@ -23,13 +23,13 @@ SIGMA_RANGE = (0.5, 3.0)
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Separable Gaussian blur of (B,C,H,W) with one (differentiable) sigma per image, reflect-padded."""
     b, c, h, w = x.shape
-    radius = int(math.ceil(3 * float(sigma.detach().max())))
-    radius = max(1, min(radius, h - 1, w - 1))
+    radius = min(int(math.ceil(3 * float(sigma.detach().max()))), max(1, min(h, w) - 1))
+    mode = "reflect" if radius < min(h, w) else "replicate"  # a 1-pixel side cannot be mirrored
     offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     kernel = torch.exp(-0.5 * (offsets[None] / sigma.to(x.dtype).view(-1, 1)) ** 2)
     kernel = kernel / kernel.sum(dim=1, keepdim=True)  # (B, K)
     weight = kernel.repeat_interleave(c, dim=0)  # (B*C, K)
-    y = F.pad(x.reshape(1, b * c, h, w), (radius, radius, radius, radius), mode="reflect")
+    y = F.pad(x.reshape(1, b * c, h, w), (radius, radius, radius, radius), mode=mode)
     y = F.conv2d(y, weight.view(b * c, 1, 1, -1), groups=b * c)
     y = F.conv2d(y, weight.view(b * c, 1, -1, 1), groups=b * c)
     return y.view(b, c, h, w)
@@ -54,8 +54,10 @@ def detail_features(image: torch.Tensor) -> torch.Tensor:
     q90 = torch.quantile(fine[:, :: max(1, fine.shape[1] // 65536)], 0.9, dim=1, keepdim=True)
     peaks = torch.quantile(fine[:, :: max(1, fine.shape[1] // 65536)], 0.99, dim=1, keepdim=True)
     dx = (grey[..., :, 1:] - grey[..., :, :-1]).abs().mean(dim=(1, 2))  # (B, W-1)
-    on_grid = dx[:, 7::8].mean(dim=1, keepdim=True) if dx.shape[1] >= 8 else dx.mean(dim=1, keepdim=True)
-    blockiness = (on_grid + 1e-5).log() - (dx.mean(dim=1, keepdim=True) + 1e-5).log()
+    if dx.shape[1] >= 8:
+        blockiness = (dx[:, 7::8].mean(dim=1, keepdim=True) + 1e-5).log() - (dx.mean(dim=1, keepdim=True) + 1e-5).log()
+    else:  # narrower than one JPEG block
+        blockiness = torch.zeros(len(x), 1, device=x.device)
     return torch.cat([log_energy, ratios, (q90 + 1e-5).log(), (peaks + 1e-5).log(), blockiness,
                       (grey.mean(dim=(1, 2, 3))[:, None] + 1e-3).log()], dim=1)
 

@@ -14,8 +14,8 @@ Tiling modes (``tile`` argument):
 * ``0``: always the whole image.
 * ``N > 0``: tiles of N x N (rounded down to the pad multiple), overlap ``overlap``, blending ``blend``.
 
-Global stage: a model whose ``global_stage`` attribute is a module (e.g. the default model's exposure curve,
-:mod:`anyrestore.archs.tone_curve`) is split in two. Its ``forward_local`` runs on the whole image or tile by tile as
+Global stage: a model whose ``global_stage`` attribute is a module (e.g. the default model's unsharp mask and
+exposure curve, :mod:`anyrestore.archs.global_sharpen`, :mod:`anyrestore.archs.tone_curve`) is split in two. Its ``forward_local`` runs on the whole image or tile by tile as
 above; then ``global_stage(input, local_output)`` runs once on the whole image in fp32, so every tile gets the same
 correction.
 
@@ -94,7 +94,8 @@ class Predictor:
             on for CPU, off for other devices.
         compile: wrap the model with ``torch.compile`` (opt-in; each new input shape compiles first).
         global_stage: run the model's whole-image ``global_stage`` when it has one (default True); False runs
-            ``forward_local`` alone (for the default model: no exposure correction, dark photos stay dark).
+            ``forward_local`` alone (for the default model: no unsharp mask and no exposure correction, so dark
+            photos stay dark).
 
     Raises:
         ConfigError: bad option values, an unavailable device, or ``compile=True`` where ``torch.compile`` cannot
@@ -142,9 +143,9 @@ class Predictor:
         if fast is None:
             set_device_fast_paths(model, self.device, precision)
         model = model.to(self.device)
-        self.global_stage: nn.Module | None = getattr(model, "global_stage", None) if global_stage else None
-        local = _LocalPart(model) if getattr(model, "global_stage", None) is not None else model
-        self.model = optimize_model(local, **self.options)
+        stage = getattr(model, "global_stage", None)
+        self.global_stage: nn.Module | None = stage if global_stage else None
+        self.model = optimize_model(_LocalPart(model) if stage is not None else model, **self.options)
         self.multiple = max(1, int(self.meta.pad_multiple))
         self.precision = precision
         self.tile = tile
