@@ -34,6 +34,7 @@ residual. The head predicts one monotone curve from brightness statistics of the
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import time
@@ -43,12 +44,12 @@ import torch
 import torch.nn.functional as F
 
 from anyrestore.archs.registry import build_arch, get_preset
-from anyrestore.checkpoints import load_model, save_model, file_sha256
+from anyrestore.checkpoints import load_model, save_model
 from anyrestore.data.sources import list_images, shipped_photo_paths
 from anyrestore.degradations.light import low_light
 from anyrestore.degradations.noise import gaussian_noise
 from anyrestore.degradations.pipeline import degrade
-from anyrestore.io import read_image
+from anyrestore.io import atomic_write_bytes, read_image
 
 THUMB = 128  # tone_curve: whole-photo thumbnails
 LOSS_SIDE = 64
@@ -157,13 +158,13 @@ def blur_or_mix(clean: torch.Tensor, share: float, seed: int) -> tuple[torch.Ten
     return degraded, blurred
 
 
-def training_set(model: torch.nn.Module, args: argparse.Namespace, started: float) -> dict:
+def training_set(model: torch.nn.Module, args: argparse.Namespace, weights_sha256: str, started: float) -> dict:
     """The stage's features of the degraded images, the U-Net's outputs, the clean targets and the mask of the
     samples the stage is for (under-exposed, blurred); from ``args.cache`` when it holds the same recipe.
 
     tone_curve: thumbnails of whole photos, outputs and targets area-resized to LOSS_SIDE² (a pointwise curve
     does not care); sharpen: native-resolution crops at full size."""
-    recipe = {"stage": args.stage, "weights": file_sha256(args.weights), "samples": args.samples,
+    recipe = {"stage": args.stage, "weights": weights_sha256, "samples": args.samples,
               "seed": args.seed, "photos": sorted(map(str, args.photos))}
     if args.stage == "tone_curve":
         recipe.update(dark=args.dark_share, scene=args.scene_share)
@@ -194,9 +195,9 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, started: floa
             "marked": marked}
     if args.cache is not None:
         args.cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.cache.with_suffix(".tmp")
-        torch.save(data, tmp)
-        tmp.replace(args.cache)
+        buffer = io.BytesIO()
+        torch.save(data, buffer)
+        atomic_write_bytes(args.cache, buffer.getvalue())
     return data
 
 
@@ -245,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
 
     previous = load_model(args.weights)
+    previous_sha256 = previous.checkpoint_info["sha256"]
     kwargs = {**previous.arch_kwargs, args.stage: True}
     model = build_arch(previous.arch_name, previous.meta, **kwargs)
     missing, unexpected = model.load_state_dict(previous.state_dict(), strict=False)
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     model.arch_name, model.preset_name = previous.arch_name, _preset_of(previous, kwargs)
     model.eval()
 
-    data = training_set(model, args, started)
+    data = training_set(model, args, previous_sha256, started)
     head = getattr(model, args.stage)
     features, restored, clean, marked = data["features"], data["restored"], data["clean"], data["marked"]
     n_val = max(1, len(clean) // 10)
@@ -280,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     head.requires_grad_(False)
     meta = {"run": f"default-{args.stage.replace('_', '-')}", "stage": args.stage, "stage_samples": str(args.samples),
             "stage_steps": str(args.steps), "stage_seed": str(args.seed), "previous_weights": args.weights.name,
-            "previous_sha256": file_sha256(args.weights)}
+            "previous_sha256": previous_sha256}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, args.out, weights="ema", **meta)
     print(f"wrote {args.out} ({time.time() - started:.0f} s)")

@@ -112,7 +112,7 @@ class ChannelsLast(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        _copy_attrs(model, self)
+        copy_model_attrs(model, self)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         args = tuple(_to_channels_last(a) for a in args)
@@ -140,7 +140,8 @@ def _to_channels_last(value: Any) -> Any:
     return value
 
 
-def _copy_attrs(src: nn.Module, dst: nn.Module) -> None:
+def copy_model_attrs(src: nn.Module, dst: nn.Module) -> None:
+    """Copy the model attributes the Predictor reads (``meta``, ``arch_name``...) onto a wrapper module."""
     for name in _MODEL_ATTRS:
         if hasattr(src, name) and name not in dst.__dict__:
             object.__setattr__(dst, name, getattr(src, name))
@@ -194,6 +195,6 @@ def optimize_model(model: nn.Module, *, fast: bool | None = True, channels_last:
         param = next(model.parameters(), None)
         check_compile_usable(param.device if param is not None else "cpu")
         compiled = torch.compile(out)
-        _copy_attrs(model, compiled)
+        copy_model_attrs(model, compiled)
         out = compiled
     return out

@@ -51,8 +51,9 @@ def detail_features(image: torch.Tensor) -> torch.Tensor:
     log_energy = energy.log()
     ratios = log_energy[:, :-1] - log_energy[:, 1:]
     fine = bands[0].flatten(1)
-    q90 = torch.quantile(fine[:, :: max(1, fine.shape[1] // 65536)], 0.9, dim=1, keepdim=True)
-    peaks = torch.quantile(fine[:, :: max(1, fine.shape[1] // 65536)], 0.99, dim=1, keepdim=True)
+    fine = fine[:, :: max(1, fine.shape[1] // 65536)]  # torch.quantile's input stays small
+    levels_q = torch.tensor([0.9, 0.99], dtype=fine.dtype, device=fine.device)
+    q90, peaks = torch.quantile(fine, levels_q, dim=1)[:, :, None]
     dx = (grey[..., :, 1:] - grey[..., :, :-1]).abs().mean(dim=(1, 2))  # (B, W-1)
     if dx.shape[1] >= 8:
         blockiness = (dx[:, 7::8].mean(dim=1, keepdim=True) + 1e-5).log() - (dx.mean(dim=1, keepdim=True) + 1e-5).log()

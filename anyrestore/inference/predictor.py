@@ -38,7 +38,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from anyrestore.archs.fastpaths import optimize_model, set_device_fast_paths
+from anyrestore.archs.fastpaths import copy_model_attrs, optimize_model, set_device_fast_paths
 from anyrestore.archs.registry import model_meta
 from anyrestore.errors import AnyRestoreError, ConfigError
 from anyrestore.inference.tiling import BLENDS, is_out_of_memory, pad_to_multiple, tiled_apply
@@ -252,9 +252,7 @@ class _LocalPart(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        for name in ("meta", "arch_name", "arch_kwargs", "preset_name"):
-            if hasattr(model, name):
-                object.__setattr__(self, name, getattr(model, name))
+        copy_model_attrs(model, self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_local(x)
