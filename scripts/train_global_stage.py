@@ -1,9 +1,10 @@
 """Train one whole-image stage of the default model on top of frozen restoration weights.
 
-The default model's U-Net sees one crop or tile at a time. Two corrections need the whole image instead, and each is
-a small head (:mod:`anyrestore.archs.tone_curve`, :mod:`anyrestore.archs.global_sharpen`) that reads statistics
-of the whole degraded input. The U-Net (and any stage trained before) is frozen, so each training set is computed
-once, and a run takes minutes on 2 CPU cores.
+The default model's U-Net sees one crop or tile at a time. Three corrections need the whole image instead, and each
+is a small head (:mod:`anyrestore.archs.tone_curve`, :mod:`anyrestore.archs.global_sharpen`,
+:mod:`anyrestore.archs.motion_deblur`) that reads statistics of the whole degraded input or of the U-Net's output.
+The U-Net (and any stage trained before) is frozen, so each training set is computed once, and a run takes minutes
+on 2 CPU cores.
 
 ``sharpen`` (about 5 k parameters; stage 9 of scripts/train_default.sh, about 6 minutes): the U-Net removes noise
 well but sharpens little. The head predicts one unsharp mask (amount, radius) from band-pass energies of the input
@@ -26,10 +27,23 @@ residual. The head predicts one monotone curve from brightness statistics of the
    correction as they are). The dark scenes and the dark photographs of the training set are identity targets:
    from the statistics of the *whole* image the head learns which dark inputs to brighten.
 
+``motion_deblur`` (about 1.4 k parameters; stage 10, about 25 minutes): the U-Net leaves a linear motion blur almost
+as it is. The stage finds the blur's length and direction in the cepstrum of the whole restored image and
+deconvolves it (:mod:`anyrestore.archs.motion_deblur`); the head only decides how much of three deconvolutions
+(sharp, medium, smooth prior) to blend in.
+1. 2,000 native-resolution 256² crops: 40 % with a linear motion blur (5-35 px, any direction, two kernel
+   implementations, some with noise or JPEG), 10 % camera shake, 15 % JPEG alone, 10 % clean, the rest the mixture;
+2. the frozen U-Net restores each crop once, and the three deconvolutions are computed once;
+3. 800 cross-entropy steps towards each crop's best option (keep, or one of the three), weighted by how much better
+   it is, then 1,200 steps on the PSNR loss (batch 32). From the untrained shares the PSNR loss alone closes the
+   gate on everything: a wrong deconvolution costs far more than a right one gains.
+
     python scripts/train_global_stage.py tone_curve --weights runs/default-gpu-polish/model.safetensors \
         -o runs/default-tone-curve/model.safetensors
     python scripts/train_global_stage.py sharpen --weights runs/default-tone-curve/model.safetensors \
         -o runs/default-sharpen/model.safetensors
+    python scripts/train_global_stage.py motion_deblur --weights runs/default-sharpen/model.safetensors \
+        -o runs/default-motion-deblur/model.safetensors
 """
 from __future__ import annotations
 
@@ -46,6 +60,7 @@ import torch.nn.functional as F
 from anyrestore.archs.registry import build_arch, get_preset
 from anyrestore.checkpoints import load_model, save_model
 from anyrestore.data.sources import list_images, shipped_photo_paths
+from anyrestore.degradations.blur import apply_kernels, motion_kernel
 from anyrestore.degradations.light import low_light
 from anyrestore.degradations.noise import gaussian_noise
 from anyrestore.degradations.pipeline import degrade
@@ -54,6 +69,7 @@ from anyrestore.io import atomic_write_bytes, read_image
 THUMB = 128  # tone_curve: whole-photo thumbnails
 LOSS_SIDE = 64
 CROP = 128  # sharpen: native-resolution crops
+MOTION_CROP = 256  # motion_deblur: native-resolution crops holding several 128² spectrum blocks
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:
@@ -133,11 +149,11 @@ def restore_all(model: torch.nn.Module, degraded: torch.Tensor, batch: int = 16)
     return out
 
 
-def make_crops(paths: list[Path], count: int, seed: int) -> torch.Tensor:
-    """Random CROP² windows of the training photos at their own resolution (blur lives at the pixel scale)."""
+def make_crops(paths: list[Path], count: int, seed: int, side: int = CROP) -> torch.Tensor:
+    """Random side² windows of the training photos at their own resolution (blur lives at the pixel scale)."""
     generator = torch.Generator().manual_seed(seed)
-    photos = [read_image(p)[:3] for p in paths]
-    return torch.stack([_random_square(photos, generator, lambda h, w: CROP) for _ in range(count)])
+    photos = [photo for photo in (read_image(p)[:3] for p in paths) if min(photo.shape[-2:]) >= side]
+    return torch.stack([_random_square(photos, generator, lambda h, w: side) for _ in range(count)])
 
 
 def blur_or_mix(clean: torch.Tensor, share: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,6 +174,64 @@ def blur_or_mix(clean: torch.Tensor, share: float, seed: int) -> tuple[torch.Ten
     return degraded, blurred
 
 
+def pixel_line_kernel(length: float, angle: float) -> torch.Tensor:
+    """A second linear-motion implementation: ``round(length)`` equal taps, each rounded to the nearest pixel (no
+    bilinear spreading), so the stage does not learn one discretisation only."""
+    taps = max(2, round(length))
+    size = 2 * math.ceil(length / 2) + 1
+    t = torch.linspace(-(length - 1) / 2, (length - 1) / 2, taps, dtype=torch.float64)
+    a = math.radians(angle)
+    cols = (t * math.cos(a)).round().long() + size // 2
+    rows = (-t * math.sin(a)).round().long() + size // 2
+    kernel = torch.zeros(size, size, dtype=torch.float64)
+    kernel.index_put_((rows, cols), torch.ones(taps, dtype=torch.float64), accumulate=True)
+    return (kernel / kernel.sum()).float()
+
+
+def motion_or_mix(clean: torch.Tensor, share: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``share`` of the crops gets a linear motion blur (length 5-35 px, any direction; the library's
+    anti-aliased segment or :func:`pixel_line_kernel`, half each; ``moved`` marks them), then sometimes noise
+    (sigma 1-10) or JPEG (q 50-95). Of the rest: 10 % of all crops get camera shake along a curved path (not a
+    line: the stage must leave it alone or help), 15 % JPEG alone (q 15-60), 10 % stay clean, and the others the
+    default model's training mixture; 8-bit quantised."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    degraded = torch.empty_like(clean)
+    moved = torch.zeros(len(clean), dtype=torch.bool)
+    for i in range(len(clean)):
+        seed_i = seed * 1_000_003 + i
+        draw = torch.rand((), generator=generator).item()
+        if draw < share:
+            length, angle = _uniform(generator, 5.0, 35.0), _uniform(generator, 0.0, 180.0)
+            if torch.rand((), generator=generator).item() < 0.5:
+                kernel = motion_kernel(2 * math.ceil(length / 2) + 1, length, angle)
+            else:
+                kernel = pixel_line_kernel(length, angle)
+            x = apply_kernels(clean[i][None], [kernel])
+            extra = torch.rand((), generator=generator).item()
+            if extra < 0.3:
+                x = degrade(x[0], f"noise:{_uniform(generator, 1.0, 10.0):.1f}", seed=seed_i)[0][None]
+            elif extra < 0.6:
+                x = degrade(x[0], f"jpeg:{int(_uniform(generator, 50, 95))}", seed=seed_i)[0][None]
+            degraded[i] = x[0]
+            moved[i] = True
+        elif draw < share + 0.1:
+            degraded[i] = degrade(clean[i], "shake_blur", seed=seed_i)[0]
+        elif draw < share + 0.25:  # blocking and ringing: the negatives the first training sets lacked
+            degraded[i] = degrade(clean[i], f"jpeg:{int(_uniform(generator, 15, 60))}", seed=seed_i)[0]
+        elif draw < share + 0.35:
+            degraded[i] = clean[i]
+        else:
+            degraded[i] = degrade(clean[i], "default-model", seed=seed_i)[0]
+        degraded[i] = (degraded[i].clamp(0, 1) * 255).round() / 255
+    return degraded, moved
+
+
+def later_stages(model: torch.nn.Module, stage: str) -> list[tuple[str, torch.nn.Module]]:
+    """The whole-image stages that run after ``stage`` at inference, by attribute name, in order."""
+    names = [name for name in ("motion_deblur", "sharpen", "tone_curve") if getattr(model, name, None) is not None]
+    return [(name, getattr(model, name)) for name in names[names.index(stage) + 1:]]
+
+
 def training_set(model: torch.nn.Module, args: argparse.Namespace, weights_sha256: str, started: float) -> dict:
     """The stage's features of the degraded images, the U-Net's outputs, the clean targets and the mask of the
     samples the stage is for (under-exposed, blurred); from ``args.cache`` when it holds the same recipe.
@@ -168,8 +242,13 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, weights_sha25
               "seed": args.seed, "photos": sorted(map(str, args.photos))}
     if args.stage == "tone_curve":
         recipe.update(dark=args.dark_share, scene=args.scene_share)
-    else:
+    elif args.stage == "sharpen":
         recipe.update(blur=args.blur_share)
+    else:
+        recipe.update(motion=args.motion_share, others="shake 10 %, JPEG q15-60 15 %, clean 10 %, mixture")
+    later = later_stages(model, args.stage) if args.through_later else []
+    if later:
+        recipe["through"] = [name for name, _ in later]
     key = json.dumps(recipe)
     if args.cache is not None and args.cache.is_file():
         cached = torch.load(args.cache, weights_only=True)
@@ -180,19 +259,31 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, weights_sha25
     if args.stage == "tone_curve":
         clean = make_thumbnails(paths, args.samples, args.seed)
         degraded, marked = degrade_all(clean, args.dark_share, args.scene_share, args.seed)
-    else:
+    elif args.stage == "sharpen":
         clean = make_crops(paths, args.samples, args.seed)
         degraded, marked = blur_or_mix(clean, args.blur_share, args.seed)
+    else:
+        clean = make_crops(paths, args.samples, args.seed, MOTION_CROP)
+        degraded, marked = motion_or_mix(clean, args.motion_share, args.seed)
     print(f"{len(paths)} photos -> {args.samples} images ({int(marked.sum())} {MARKED[args.stage]}), "
           f"{time.time() - started:.0f} s", flush=True)
     restored = restore_all(model, degraded)
     print(f"U-Net outputs computed, {time.time() - started:.0f} s", flush=True)
+    head = getattr(model, args.stage)
+    features = head.features(restored if head.features_from == "restored" else degraded)
     if args.stage == "tone_curve":
         small = lambda t: F.interpolate(t, size=(LOSS_SIDE, LOSS_SIDE), mode="area")  # noqa: E731
         restored, clean = small(restored), small(clean)
-    head = getattr(model, args.stage)
-    data = {"key": key, "features": head.features(degraded), "restored": restored, "clean": clean,
-            "marked": marked}
+    data = {"key": key, "features": features, "restored": restored, "clean": clean, "marked": marked}
+    if later:  # the later stages' own statistics, so the loss sees what inference will output
+        if any(stage.features_from != "degraded" for _, stage in later):
+            raise SystemExit("train_global_stage: a later stage reads the restored image; train it after this one")
+        data["later_features"] = [stage.features(degraded) for _, stage in later]
+    if hasattr(head, "candidates"):  # fixed per image: computed once, the head only learns to blend them
+        dx, dy = features[:, 0], features[:, 1]
+        data["candidates"] = torch.cat([head.candidates(restored[i:i + 16], dx[i:i + 16], dy[i:i + 16])
+                                        for i in range(0, len(restored), 16)]).half()
+        print(f"candidate deconvolutions computed, {time.time() - started:.0f} s", flush=True)
     if args.cache is not None:
         args.cache.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
@@ -207,8 +298,12 @@ def psnr_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 DEFAULTS = {  # per stage: samples, steps, MSE steps first, batch
-    "tone_curve": {"samples": 4000, "steps": 4000, "mse_steps": 1000, "batch": 64},
-    "sharpen": {"samples": 3000, "steps": 2000, "mse_steps": 0, "batch": 32},
+    "tone_curve": {"samples": 4000, "steps": 4000, "mse_steps": 1000, "batch": 64, "choice_steps": 0,
+                   "through_later": False},
+    "sharpen": {"samples": 3000, "steps": 2000, "mse_steps": 0, "batch": 32, "choice_steps": 0,
+                "through_later": False},
+    "motion_deblur": {"samples": 2000, "steps": 2000, "mse_steps": 0, "batch": 32, "choice_steps": 800,
+                      "through_later": True},
 }
 
 
@@ -220,20 +315,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--out", type=Path, required=True, help="output weights file (.safetensors)")
     parser.add_argument("--photos", type=Path, nargs="+", default=[Path("data_cache/default_photos/train")],
                         help="folders of clean training photos (the shipped package photos are always added)")
-    parser.add_argument("--samples", type=int, default=None, help="training images (tone_curve 4000, sharpen 3000)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="training images (tone_curve 4000, sharpen 3000, motion_deblur 2000)")
     parser.add_argument("--dark-share", type=float, default=0.3, help="tone_curve: share of under-exposed samples")
     parser.add_argument("--scene-share", type=float, default=0.4,
                         help="tone_curve: share of thumbnails turned into clean dark scenes (kept dark)")
     parser.add_argument("--blur-share", type=float, default=0.3,
                         help="sharpen: share of crops with Gaussian blur, sigma 0.5-3 (the rest: the mixture)")
-    parser.add_argument("--steps", type=int, default=None, help="Adam steps in all (tone_curve 4000, sharpen 2000)")
-    parser.add_argument("--batch", type=int, default=None, help="tone_curve 64, sharpen 32")
+    parser.add_argument("--motion-share", type=float, default=0.4,
+                        help="motion_deblur: share of crops with a linear motion blur (then 10 %% camera shake, "
+                             "the rest: the mixture)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="Adam steps in all (tone_curve 4000, sharpen 2000, motion_deblur 2000)")
+    parser.add_argument("--batch", type=int, default=None, help="tone_curve 64, sharpen 32, motion_deblur 32")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--loss", choices=("psnr", "mse"), default="psnr",
                         help="psnr: mean of per-image -PSNR (the report's average); mse: pixel MSE")
     parser.add_argument("--mse-steps", type=int, default=None,
                         help="start with this many pixel-MSE steps before the PSNR loss (tone_curve 1000: MSE "
                              "leaves the identity curve quickly, the PSNR loss then weighs each image equally)")
+    parser.add_argument("--choice-steps", type=int, default=None,
+                        help="motion_deblur: start with this many cross-entropy steps towards each image's best "
+                             "candidate (800; from near-zero shares the PSNR loss alone never opens the gate)")
+    parser.add_argument("--through-later", action=argparse.BooleanOptionalAction, default=None,
+                        help="score the head's output after the frozen stages that run after it at inference "
+                             "(motion_deblur: on, so it does not deconvolve what the unsharp mask sharpens anyway; "
+                             "the shipped tone_curve and sharpen heads were trained without)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=None,
                         help="file to keep the training set in (the U-Net outputs take minutes); reused when it was "
@@ -258,8 +365,14 @@ def main(argv: list[str] | None = None) -> int:
 
     data = training_set(model, args, previous_sha256, started)
     head = getattr(model, args.stage)
-    features, restored, clean, marked = data["features"], data["restored"], data["clean"], data["marked"]
+    clean = data["clean"]
     n_val = max(1, len(clean) // 10)
+    if hasattr(head, "set_feature_statistics"):
+        head.set_feature_statistics(data["features"][n_val:])
+    later = [stage for _, stage in later_stages(model, args.stage)] if args.through_later else []
+    for stage in later:
+        stage.requires_grad_(False)
+    choices = best_choices(data, later) if "candidates" in data else None
     optim = torch.optim.Adam(head.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(args.seed + 2)
     for step in range(1, args.steps + 1):
@@ -267,16 +380,20 @@ def main(argv: list[str] | None = None) -> int:
         for group in optim.param_groups:
             group["lr"] = lr
         idx = n_val + torch.randint(len(clean) - n_val, (args.batch,), generator=generator)
-        out = head.apply(restored[idx], *head.from_features(features[idx])).clamp(0, 1)
-        mse_phase = args.loss == "mse" or step <= args.mse_steps
-        loss = (out - clean[idx]).pow(2).mean() if mse_phase else psnr_loss(out, clean[idx])
+        if step <= args.choice_steps:  # learn which candidate is best first: the PSNR loss alone keeps all shares 0
+            best, weight = choices
+            loss = (F.cross_entropy(head.logits(data["features"][idx]), best[idx], reduction="none")
+                    * weight[idx]).mean()
+        else:
+            out = stage_output(head, data, idx, later).clamp(0, 1)
+            mse_phase = args.loss == "mse" or step <= args.mse_steps
+            loss = (out - clean[idx]).pow(2).mean() if mse_phase else psnr_loss(out, clean[idx])
         optim.zero_grad()
         loss.backward()
         optim.step()
         if step % 500 == 0 or step == args.steps:
             with torch.no_grad():
-                report = _validate(head, features[:n_val], restored[:n_val], clean[:n_val], marked[:n_val],
-                                   MARKED[args.stage])
+                report = _validate(head, data, torch.arange(n_val), MARKED[args.stage], later)
             print(f"step {step}: train loss {loss.item():.4g} | validation {report}", flush=True)
 
     head.requires_grad_(False)
@@ -298,11 +415,50 @@ def _preset_of(backbone: torch.nn.Module, kwargs: dict) -> str | None:
     return name if pinned == json.loads(json.dumps(kwargs, sort_keys=True)) else None
 
 
-MARKED = {"tone_curve": "under-exposed", "sharpen": "blurred"}
+MARKED = {"tone_curve": "under-exposed", "sharpen": "blurred", "motion_deblur": "motion-blurred"}
 
 
-def _validate(head, features, restored, clean, marked, name) -> str:
-    out = head.apply(restored, *head.from_features(features)).clamp(0, 1)
+def best_choices(data: dict, later=(), batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per training image: the index of its best option (0 keeps the image, j deconvolves with the j-th prior
+    weight) by PSNR after the ``later`` stages, and how much it matters: the dB gap to the runner-up, clamped to
+    [0.05, 3]."""
+    scores = []
+    for start in range(0, len(data["clean"]), batch):
+        idx = torch.arange(start, min(start + batch, len(data["clean"])))
+        clean = data["clean"][idx]
+        options = torch.cat([data["restored"][idx, None], data["candidates"][idx]], dim=1).float()
+        with torch.no_grad():
+            options = torch.stack([run_later(options[:, j], data, idx, later) for j in range(options.shape[1])],
+                                  dim=1).clamp(0, 1)
+        mse = (options - clean[:, None]).pow(2).mean(dim=(2, 3, 4)).clamp_min(1e-10)
+        scores.append(-10 * torch.log10(mse))
+    db = torch.cat(scores)
+    top2 = db.topk(2, dim=1).values
+    return db.argmax(dim=1), (top2[:, 0] - top2[:, 1]).clamp(0.05, 3.0)
+
+
+def run_later(image: torch.Tensor, data: dict, idx: torch.Tensor, later=()) -> torch.Tensor:
+    """The frozen ``later`` stages applied to training images ``idx`` (as inference runs them after the head)."""
+    for stage, features in zip(later, data.get("later_features", [])):
+        image = stage.apply(image, *stage.from_features(features[idx]))
+    return image
+
+
+def stage_output(head, data: dict, idx: torch.Tensor, later=()) -> torch.Tensor:
+    """The head's output on training images ``idx`` (from precomputed candidates where the head has them), then the
+    ``later`` stages."""
+    restored, parameters = data["restored"][idx], head.from_features(data["features"][idx])
+    if "candidates" in data:
+        out = head.blend(restored, data["candidates"][idx], parameters[0])
+    else:
+        out = head.apply(restored, *parameters)
+    return run_later(out, data, idx, later)
+
+
+def _validate(head, data: dict, idx: torch.Tensor, name: str, later=()) -> str:
+    out = stage_output(head, data, idx, later).clamp(0, 1)
+    restored = run_later(data["restored"][idx], data, idx, later).clamp(0, 1)
+    clean, marked = data["clean"][idx], data["marked"][idx]
     gain = lambda m: (psnr_loss(restored[m], clean[m]) - psnr_loss(out[m], clean[m])).item()  # noqa: E731
     return json.dumps({f"{name} gain dB": round(gain(marked), 2), "other gain dB": round(gain(~marked), 2)})
 

@@ -87,11 +87,11 @@ def test_quick_run_reports_real_numbers(bench, tmp_path, capsys):
     assert noise["input_psnr"] == pytest.approx(_psnr_uint8(lq, clean), abs=1e-6)
 
     speed = report["speed"]
-    assert speed["size"] == [64, 64] and speed["threads"] == 1
+    assert speed["size"] == [64, 64] and speed["threads"] == 1 and speed["degradation"] == "noise:25"
     assert speed["seconds_per_mp"] > 0 and speed["status"] in ("PASS", "FAIL")
 
     text = out_md.read_text()
-    assert "| Gaussian noise σ=25 | `noise:25` |" in text and "CPU speed:" in text
+    assert "| Gaussian noise σ=25 | `noise:25` |" in text and "CPU speed:" in text and "(`noise:25`)" in text
     assert text == capsys.readouterr().out
 
 

@@ -94,6 +94,7 @@ class GlobalSharpen(nn.Module):
         return sharpened.to(restored.dtype)
 
     features = staticmethod(detail_features)
+    features_from = "degraded"  # the input the statistics are taken of
 
     def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
         return self.apply(restored, *self.from_features(detail_features(degraded)))

@@ -20,6 +20,7 @@ from anyrestore.archs.blocks import LayerNorm2d, SimpleGate, pad_to_multiple, re
 from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
 from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
 from anyrestore.archs.global_sharpen import GlobalSharpen
+from anyrestore.archs.motion_deblur import GlobalMotionDeblur
 from anyrestore.archs.tone_curve import GlobalToneCurve
 
 PAD_MODES = ("zeros", "reflect")
@@ -137,6 +138,9 @@ class NAFNet(nn.Module):
         dec_blocks: NAFBlocks per decoder level (deepest first); same length as ``enc_blocks``.
         ln_eps: LayerNorm epsilon (official 1e-6, MaskDCPT 1e-5).
         pad_mode: internal right/bottom padding to the multiple: ``"zeros"`` (official) or ``"reflect"``.
+        motion_deblur: add a :class:`~anyrestore.archs.motion_deblur.GlobalMotionDeblur` (keys
+            ``motion_deblur.*``): a linear motion blur estimated from the whole U-Net output and deconvolved, first
+            of the whole-image stages (the default model's motion stage).
         sharpen: add a :class:`~anyrestore.archs.global_sharpen.GlobalSharpen` (keys ``sharpen.*``): an unsharp
             mask of the whole image after the U-Net, its strength estimated from the input (the default model's
             deblurring boost).
@@ -162,6 +166,7 @@ class NAFNet(nn.Module):
         pad_mode: str = "zeros",
         sharpen: bool = False,
         tone_curve: bool = False,
+        motion_deblur: bool = False,
     ) -> None:
         super().__init__()
         if len(enc_blocks) != len(dec_blocks):
@@ -185,13 +190,14 @@ class NAFNet(nn.Module):
             self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
             self.decoders.append(_stage(c, n, ln_eps))
+        self.motion_deblur = GlobalMotionDeblur() if motion_deblur else None
         self.sharpen = GlobalSharpen() if sharpen else None
         self.tone_curve = GlobalToneCurve() if tone_curve else None
 
     @property
     def global_stage(self) -> WholeImageStages | None:
         """The part that must see the whole image (run once per image by the Predictor), or None."""
-        stages = [stage for stage in (self.sharpen, self.tone_curve) if stage is not None]
+        stages = [stage for stage in (self.motion_deblur, self.sharpen, self.tone_curve) if stage is not None]
         return WholeImageStages(stages) if stages else None
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
@@ -268,10 +274,10 @@ register_preset("nafnet-maskdcpt", "nafnet",
                 description="NAFNet w64 as released by MaskDCPT (LN eps 1e-5, reflect pad)",
                 pad_multiple=16, width=64, ln_eps=1e-5, pad_mode="reflect", **_GOPRO)
 register_preset("nafnet-default", "nafnet", default=True,
-                description="compact NAFNet (4.45 M) + whole-image unsharp mask and exposure curve: the shipped "
-                            "all-in-one default model (weights bundled)",
+                description="compact NAFNet (4.45 M) + whole-image motion deblurring, unsharp mask and exposure "
+                            "curve: the shipped all-in-one default model (weights bundled)",
                 pad_multiple=16, width=24, enc_blocks=(1, 1, 2, 4), middle_blocks=2, dec_blocks=(1, 1, 1, 1),
-                pad_mode="reflect", sharpen=True, tone_curve=True)
+                pad_mode="reflect", sharpen=True, tone_curve=True, motion_deblur=True)
 register_preset("nafnet-tiny", "nafnet", description="tiny NAFNet for tests and smoke runs",
                 pad_multiple=16, width=8, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1))
 

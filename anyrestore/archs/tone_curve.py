@@ -109,6 +109,7 @@ class GlobalToneCurve(nn.Module):
         return (share * per_channel + (1 - share) * on_value).to(restored.dtype)
 
     features = staticmethod(brightness_features)
+    features_from = "degraded"  # the input the statistics are taken of
 
     def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
         return self.apply(restored, *self.estimate(degraded))

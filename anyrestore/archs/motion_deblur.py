@@ -1,0 +1,260 @@
+"""Whole-image linear motion deblurring: the default model's motion stage.
+
+A straight motion blur of ``L`` pixels multiplies the image spectrum by a sinc whose zeros repeat every ``N / L``
+frequency bins along the motion direction. In the power cepstrum (the inverse Fourier transform of the log power
+spectrum) that periodic pattern becomes a sharp negative peak at the offset ``L · (cos θ, −sin θ)`` from the
+origin, which reads off both the length and the direction of the blur. Natural images have no such isolated dip,
+so the depth of the peak, its second harmonic at twice the offset, and how much weaker the gradients are along the
+found direction than across it tell motion blur from everything else.
+
+This stage estimates the line kernel from the restored image: Welch-averaged spectra of 128² blocks of its
+centred 256² crop, at native resolution. (The U-Net has removed the rain streaks and noise that would mimic or hide
+a blur, and leaves a motion blur as it is.) It deconvolves the restored image with that kernel at three prior
+weights (a Wiener filter with a gradient prior, in closed form in the Fourier domain) and blends the results in with
+shares that a small head predicts from the estimate's statistics. Untrained, each share is about 1.7 %; trained,
+they stay near 0 for inputs without a linear blur, and below SKIP_BELOW the deconvolutions are not computed at all.
+The Predictor runs it once per image after the tiles (``global_stage``), like the other stages.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anyrestore.degradations.blur import motion_kernel
+
+BLOCK = 128  # spectra of BLOCK² windows: lengths from R_MIN to R_MAX pixels are found
+R_MIN, R_MAX = 4.5, BLOCK // 3  # shorter blurs are the U-Net's and the unsharp mask's
+MAX_SIDE = 256  # statistics from a centred crop at most this large: the depths of cepstral dips grow with the
+# number of blocks averaged, so every image is measured on the 3x3 blocks the head was trained on
+LAMBDAS = (0.01, 0.03, 0.1)  # candidate prior weights: sharp, medium, smooth
+KEEP_LOGIT = 4.0  # untrained, each candidate gets about 1.7 %
+SKIP_BELOW = 1e-3  # shares this small change no 8-bit level
+MIN_SIDE = BLOCK // 2  # smaller images are left as they are: too few pixels to measure a blur
+_LOG_EPS = 1e-10
+
+
+def _centre_crop(x: torch.Tensor, side: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return x[..., top:top + side, left:left + side]
+
+
+def log_power_spectrum(grey: torch.Tensor) -> torch.Tensor:
+    """(B,1,H,W) -> (B,BLOCK,BLOCK) log of the Welch average of Hann-windowed block power spectra (half-overlapping
+    blocks). Sides shorter than BLOCK are mirrored up to it first."""
+    h, w = grey.shape[-2:]
+    if h < BLOCK or w < BLOCK:
+        mode = "reflect" if min(h, w) > BLOCK - min(h, w) else "replicate"
+        grey = F.pad(grey, (0, max(0, BLOCK - w), 0, max(0, BLOCK - h)), mode=mode)
+    blocks = F.unfold(grey.double(), BLOCK, stride=BLOCK // 2)  # (B, BLOCK², n)
+    blocks = blocks - blocks.mean(dim=1, keepdim=True)
+    window = torch.hann_window(BLOCK, periodic=False, dtype=torch.float64, device=grey.device)
+    blocks = blocks * torch.outer(window, window).reshape(1, -1, 1)
+    blocks = blocks.transpose(1, 2).reshape(len(grey), -1, BLOCK, BLOCK)
+    power = torch.fft.fft2(blocks).abs().pow(2).mean(dim=1)
+    return torch.log(power + _LOG_EPS)
+
+
+def _parabola_offset(minus: torch.Tensor, centre: torch.Tensor, plus: torch.Tensor) -> torch.Tensor:
+    curvature = minus - 2 * centre + plus
+    return torch.where(curvature > 0, 0.5 * (minus - plus) / curvature.clamp_min(1e-12), torch.zeros_like(centre))
+
+
+def motion_features(image: torch.Tensor) -> torch.Tensor:
+    """(B,3,H,W) in [0,1] -> (B, 2 + N_HEAD_FEATURES): the cepstral estimate of a linear blur as the offset
+    ``(dx, dy)`` in pixels (x right, y down), then the head's inputs: log length, log1p of the peak's depth, of
+    its second harmonic's and of its depth against its own neighbourhood (each in robust standard deviations of
+    the cepstrum), the log ratio of gradient energy along and across the direction, and the log gradient energy."""
+    x = _centre_crop(image.float(), MAX_SIDE)
+    grey = x.mean(dim=1, keepdim=True)
+    b = len(grey)
+    cep = torch.fft.fftshift(torch.fft.ifft2(log_power_spectrum(grey)).real, dim=(-2, -1))  # (B, BLOCK, BLOCK)
+    o = BLOCK // 2
+    r = torch.arange(BLOCK, dtype=torch.float64, device=cep.device) - o
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    radius = (xx**2 + yy**2).sqrt()
+    ring = (radius >= R_MIN) & (radius <= R_MAX)
+    values = cep[:, ring]  # (B, n)
+    median = values.median(dim=1).values
+    spread = (values - median[:, None]).abs().median(dim=1).values.clamp_min(1e-12) * 1.4826
+    masked = torch.where(ring, cep, torch.full_like(cep, math.inf)).flatten(1)
+    index = masked.argmin(dim=1)
+    iy, ix = index // BLOCK, index % BLOCK
+    batch = torch.arange(b, device=cep.device)
+    at = lambda dy, dx: cep[batch, (iy + dy).clamp(0, BLOCK - 1), (ix + dx).clamp(0, BLOCK - 1)]  # noqa: E731
+    dip = at(0, 0)
+    fx = (ix - o).double() + _parabola_offset(at(0, -1), dip, at(0, 1))
+    fy = (iy - o).double() + _parabola_offset(at(-1, 0), dip, at(1, 0))
+    depth = (median - dip) / spread
+    hy, hx = 2 * iy - o, 2 * ix - o  # the second harmonic, at twice the offset
+    inside = (hy >= 0) & (hy < BLOCK) & (hx >= 0) & (hx < BLOCK)
+    harmonic = torch.where(inside, (median - cep[batch, hy.clamp(0, BLOCK - 1), hx.clamp(0, BLOCK - 1)]) / spread,
+                           torch.zeros_like(depth))
+    around = torch.stack([at(dy, dx) for dy in (-2, 0, 2) for dx in (-2, 0, 2) if dy or dx], dim=1).mean(dim=1)
+    sharpness = (around - dip) / spread
+
+    # gradients are weaker along a motion blur than across it
+    gx = grey[..., :, 1:] - grey[..., :, :-1]
+    gy = grey[..., 1:, :] - grey[..., :-1, :]
+    gx, gy = gx[..., :-1, :].double(), gy[..., :, :-1].double()
+    exx, eyy, exy = (gx * gx).mean(dim=(1, 2, 3)), (gy * gy).mean(dim=(1, 2, 3)), (gx * gy).mean(dim=(1, 2, 3))
+    length = torch.hypot(fx, fy).clamp_min(1e-6)
+    c, s = fx / length, fy / length  # unit direction in (x, y-down) image coordinates
+    along = c * c * exx + 2 * c * s * exy + s * s * eyy
+    across = s * s * exx - 2 * c * s * exy + c * c * eyy
+    anisotropy = torch.log((along + 1e-8) / (across + 1e-8))
+    energy = torch.log(exx + eyy + 1e-8)
+    soft = lambda v: torch.log1p(v.clamp_min(0))  # noqa: E731
+    return torch.stack([fx, fy, length.log(), soft(depth), soft(harmonic), soft(sharpness), anisotropy, energy],
+                       dim=1).float()
+
+
+N_HEAD_FEATURES = 6
+
+
+def line_kernels(dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """Offsets (B,) -> (B,K,K) centred line kernels of length ``hypot(dx, dy)`` along the offset (common odd K)."""
+    lengths = torch.hypot(dx.double(), dy.double()).clamp(0.0, float(R_MAX + 2)).tolist()
+    angles = torch.rad2deg(torch.atan2(-dy.double(), dx.double())).tolist()  # counter-clockwise, y up
+    size = 2 * math.ceil(max(lengths) / 2) + 3
+    return torch.stack([motion_kernel(size, length, angle) for length, angle in zip(lengths, angles)])
+
+
+def gradient_spectrum(h: int, w: int, device=None) -> torch.Tensor:
+    """|D_x|² + |D_y|² of forward differences on an (h, w) periodic grid, in ``rfft2``'s (h, w // 2 + 1) layout."""
+    wy = 2 * math.pi * torch.fft.fftfreq(h, device=device, dtype=torch.float64)
+    wx = 2 * math.pi * torch.fft.rfftfreq(w, device=device, dtype=torch.float64)
+    return (2 - 2 * torch.cos(wy))[:, None] + (2 - 2 * torch.cos(wx))[None, :]
+
+
+def _fast_length(n: int) -> int:
+    """The smallest even 2^a·3^b·5^c >= n (FFTs of such lengths are fast)."""
+    best = 1 << max(1, (n - 1).bit_length())
+    power3 = 1
+    while power3 < best:
+        power35 = power3
+        while power35 < best:
+            length = power35
+            while length < n:
+                length *= 2
+            if length % 2 == 0:
+                best = min(best, length)
+            power35 *= 5
+        power3 *= 3
+    return best
+
+
+def filter_mirrored(image: torch.Tensor, kernel_size: int, transfer) -> torch.Tensor:
+    """Filter (B,C,H,W) in the Fourier domain on the image padded by edge replication and then mirrored to twice its
+    size (so the periodic FFT sees no border jump). ``transfer(otf_of, hp, wp)`` returns the transfer function in
+    ``rfft2``'s (B, hp, wp // 2 + 1) layout, given a function that turns (B,K,K) kernels into their spectra on that
+    grid."""
+    b, c, h, w = image.shape
+    m = kernel_size + 24  # an edge-replicated margin: ringing from the border decays in it (mirroring alone rings more)
+    extra_h, extra_w = (_fast_length(2 * (n + 2 * m)) // 2 - n - 2 * m for n in (h, w))  # FFT-friendly sizes
+    padded = F.pad(image.float(), (m, m + extra_w, m, m + extra_h), mode="replicate")
+    padded = torch.cat([padded, padded.flip(-1)], dim=-1)
+    padded = torch.cat([padded, padded.flip(-2)], dim=-2)
+    hp, wp = padded.shape[-2:]
+
+    def otf_of(kernels: torch.Tensor) -> torch.Tensor:
+        k = kernels.shape[-1]
+        grid = torch.zeros(len(kernels), hp, wp, dtype=torch.float64, device=image.device)
+        grid[:, :k, :k] = kernels.double()
+        return torch.fft.rfft2(torch.roll(grid, (-(k // 2), -(k // 2)), dims=(1, 2)))
+
+    gain = transfer(otf_of, hp, wp).to(torch.complex64)  # real kernels: half spectra (rfft2) suffice
+    channels = [torch.fft.irfft2(torch.fft.rfft2(padded[:, i]) * gain, s=(hp, wp))[..., m:m + h, m:m + w]
+                for i in range(c)]  # one at a time: the mirrored spectra of a large photo are big
+    return torch.stack(channels, dim=1).to(image.dtype)
+
+
+def wiener_gain(otf: torch.Tensor, lam: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """``conj(K) / (|K|² + lam |∇|²)`` for (B, hp, wq) kernel spectra and (B,) prior weights."""
+    return otf.conj() / (otf.abs().pow(2) + lam.double().view(-1, 1, 1) * gradients)
+
+
+def wiener_deconvolve(image: torch.Tensor, kernels: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Deconvolve (B,C,H,W) with one (K,K) kernel per image: ``X = conj(K) Y / (|K|² + lam |∇|²)`` (see
+    :func:`filter_mirrored` for the borders). Differentiable in image and lam."""
+    return filter_mirrored(image, kernels.shape[-1], lambda otf_of, hp, wp: wiener_gain(
+        otf_of(kernels), lam, gradient_spectrum(hp, wp, image.device)))
+
+
+class GlobalMotionDeblur(nn.Module):
+    """Estimate a linear motion blur from the whole restored image and deconvolve it with the estimate at a few
+    prior weights, blended in with predicted shares.
+
+    Args:
+        hidden: width of the head's two hidden layers.
+        lambdas: the prior weights of the candidate deconvolutions (more smoothing for noisier estimates).
+    """
+
+    def __init__(self, *, hidden: int = 32, lambdas: Sequence[float] = LAMBDAS) -> None:
+        super().__init__()
+        self.lambdas = tuple(float(v) for v in lambdas)
+        self.mlp = nn.Sequential(nn.Linear(N_HEAD_FEATURES, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                 nn.Linear(hidden, 1 + len(self.lambdas)))
+        nn.init.zeros_(self.mlp[-1].weight)
+        with torch.no_grad():
+            self.mlp[-1].bias.zero_()
+            self.mlp[-1].bias[0] = KEEP_LOGIT
+        # the head's inputs are standardised with the training set's statistics (set_feature_statistics)
+        self.register_buffer("feature_shift", torch.zeros(N_HEAD_FEATURES))
+        self.register_buffer("feature_scale", torch.ones(N_HEAD_FEATURES))
+
+    @torch.no_grad()
+    def set_feature_statistics(self, features: torch.Tensor) -> None:
+        """Standardise the head's inputs by the mean and standard deviation of training ``features``."""
+        head_inputs = features[:, 2:].float()
+        self.feature_shift.copy_(head_inputs.mean(dim=0))
+        self.feature_scale.copy_(head_inputs.std(dim=0).clamp_min(1e-6))
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, 2 + N_HEAD_FEATURES) -> (B, 1 + len(lambdas)) scores of keeping the image and of each candidate."""
+        return self.mlp((features[:, 2:] - self.feature_shift) / self.feature_scale)
+
+    features = staticmethod(motion_features)
+    features_from = "restored"  # the U-Net removes rain streaks and noise that would mimic or hide the blur
+
+    def from_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Features (B, 2 + N_HEAD_FEATURES) -> the candidates' shares (B, len(lambdas)) (softmax against keeping
+        the image, about 1.7 % each untrained) and the blur offset dx, dy (B,)."""
+        shares = torch.softmax(self.logits(features), dim=1)[:, 1:]
+        return shares, features[:, 0], features[:, 1]
+
+    def candidates(self, restored: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+        """(B,C,H,W) -> (B, len(lambdas), C, H, W) deconvolutions with the estimated kernels."""
+        kernels = line_kernels(dx, dy).to(restored.device)
+        return torch.stack([wiener_deconvolve(restored, kernels, torch.full((len(restored),), lam))
+                            for lam in self.lambdas], dim=1)
+
+    @staticmethod
+    def blend(restored: torch.Tensor, candidates: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
+        y = restored.float()
+        return (y + (shares[:, :, None, None, None] * (candidates.float() - y[:, None])).sum(dim=1)).to(restored.dtype)
+
+    def apply(self, restored: torch.Tensor, shares: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+        """:meth:`blend` of :meth:`candidates`, as one filter: the blend of linear filters is the filter of the blended
+        transfer functions, so a whole photo costs one FFT pair per channel however many candidates there are."""
+        if float(shares.detach().max()) < SKIP_BELOW:  # nothing to blend in: skip the FFTs
+            return restored
+        kernels = line_kernels(dx, dy).to(restored.device)
+
+        def transfer(otf_of, hp, wp):
+            otf, gradients = otf_of(kernels), gradient_spectrum(hp, wp, restored.device)
+            keep = (1 - shares.sum(dim=1)).double().view(-1, 1, 1)
+            return keep + sum(shares[:, j].double().view(-1, 1, 1)
+                              * wiener_gain(otf, torch.full((len(otf),), lam, device=otf.device), gradients)
+                              for j, lam in enumerate(self.lambdas))
+
+        return filter_mirrored(restored, kernels.shape[-1], transfer)
+
+    def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+        if min(restored.shape[-2:]) < MIN_SIDE:
+            return restored
+        return self.apply(restored, *self.from_features(motion_features(restored)))

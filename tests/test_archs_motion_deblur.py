@@ -1,0 +1,190 @@
+"""The whole-image linear motion deblurring stage (anyrestore.archs.motion_deblur), its place in NAFNet before the
+unsharp mask, and `scripts/train_global_stage.py motion_deblur`."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from _cli_testutil import load_script
+from anyrestore.archs import build_model
+from anyrestore.archs.motion_deblur import (KEEP_LOGIT, LAMBDAS, MIN_SIDE, GlobalMotionDeblur, line_kernels,
+                                            motion_features, wiener_deconvolve)
+from anyrestore.degradations.blur import apply_kernels, motion_kernel
+from anyrestore.io import read_image
+from anyrestore.metrics import psnr
+
+SAMPLE = Path(__file__).resolve().parents[1] / "anyrestore" / "samples" / "chelsea.png"
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    image = read_image(SAMPLE)[:3]
+    h, w = image.shape[-2:]
+    return image[:, (h - 256) // 2:(h + 256) // 2, (w - 256) // 2:(w + 256) // 2].contiguous()
+
+
+def _blur(image: torch.Tensor, length: float, angle: float) -> torch.Tensor:
+    kernel = motion_kernel(2 * math.ceil(length / 2) + 1, length, angle)
+    return (apply_kernels(image[None], [kernel]).clamp(0, 1) * 255).round() / 255
+
+
+@pytest.mark.parametrize("length, angle", [(15, 30), (9, 100), (23, 160), (11, 0)])
+def test_the_cepstrum_finds_the_length_and_direction_of_a_linear_blur(photo, length, angle):
+    features = motion_features(_blur(photo, length, angle))
+    dx, dy = features[0, :2].double()
+    found_angle = math.degrees(math.atan2(-dy, dx)) % 180
+    assert abs(math.hypot(dx, dy) - length) < 0.8
+    assert min(abs(found_angle - angle), 180 - abs(found_angle - angle)) < 3.0
+    assert features[0, 3] > math.log1p(8.0)  # a deep cepstral dip, in robust standard deviations
+
+
+def test_an_unblurred_photo_shows_no_deep_long_dip(photo):
+    blurred = motion_features(_blur(photo, 15, 30))
+    sharp = motion_features(photo[None])
+    assert sharp[0, 3] < blurred[0, 3] - 1.0
+
+
+def test_line_kernels_are_the_library_segment_of_the_offset():
+    dx, dy = torch.tensor([15 * math.cos(math.radians(30))]), torch.tensor([-15 * math.sin(math.radians(30))])
+    kernels = line_kernels(dx, dy)
+    length = math.hypot(float(dx.double()), float(dy.double()))
+    torch.testing.assert_close(kernels[0], motion_kernel(kernels.shape[-1], length, 30.0), atol=1e-6, rtol=0)
+    torch.testing.assert_close(kernels[0], motion_kernel(kernels.shape[-1], 15, 30), atol=1e-3, rtol=0)
+    assert kernels.shape[-1] % 2 == 1 and abs(float(kernels.sum()) - 1) < 1e-5
+
+
+def test_wiener_deconvolution_with_a_delta_and_no_prior_is_the_identity(photo):
+    delta = torch.zeros(1, 3, 3)
+    delta[0, 1, 1] = 1
+    out = wiener_deconvolve(photo[None], delta, torch.zeros(1))
+    torch.testing.assert_close(out, photo[None], atol=1e-5, rtol=0)
+
+
+def test_wiener_deconvolution_with_the_true_kernel_restores_a_motion_blur(photo):
+    blurred = _blur(photo, 15, 30)
+    kernel = motion_kernel(17, 15, 30)[None]
+    restored = wiener_deconvolve(blurred, kernel, torch.tensor([0.03])).clamp(0, 1)
+    assert psnr(restored[0], photo) > psnr(blurred[0], photo) + 3.0
+
+
+def test_the_untrained_head_blends_about_two_percent_of_each_candidate(photo):
+    head = GlobalMotionDeblur()
+    shares, dx, dy = head.from_features(motion_features(photo[None]))
+    expected = 1 / (math.exp(KEEP_LOGIT) + len(LAMBDAS))
+    torch.testing.assert_close(shares, torch.full((1, len(LAMBDAS)), expected))
+
+
+def test_blend_is_the_weighted_sum_of_the_candidates_and_the_image():
+    restored = torch.rand(2, 3, 8, 8)
+    candidates = torch.rand(2, 3, 3, 8, 8)
+    shares = torch.tensor([[0.2, 0.3, 0.1], [0.0, 0.0, 0.0]])
+    out = GlobalMotionDeblur.blend(restored, candidates, shares)
+    torch.testing.assert_close(out[0], 0.4 * restored[0] + 0.2 * candidates[0, 0] + 0.3 * candidates[0, 1]
+                               + 0.1 * candidates[0, 2])
+    torch.testing.assert_close(out[1], restored[1])
+
+
+def test_small_images_and_negligible_shares_pass_through_unchanged(photo):
+    head = GlobalMotionDeblur()
+    tiny = torch.rand(1, 3, MIN_SIDE - 1, 200)
+    assert head(tiny, tiny) is tiny
+    head.mlp[-1].bias.data[0] = 20.0  # the head is sure there is no blur
+    assert head(photo[None], photo[None]) is not None
+    assert torch.equal(head(photo[None], photo[None]), photo[None])  # SKIP_BELOW: no deconvolution at all
+
+
+def test_a_trained_share_deblurs_and_the_gradient_reaches_the_head(photo):
+    blurred = _blur(photo, 15, 30)
+    head = GlobalMotionDeblur()
+    with torch.no_grad():
+        head.mlp[-1].bias.copy_(torch.tensor([-10.0, -10.0, 10.0, -10.0]))  # all of the lambda=0.03 candidate
+    out = head(blurred, blurred)
+    assert psnr(out[0].clamp(0, 1), photo) > psnr(blurred[0], photo) + 2.5
+    head.zero_grad()
+    features = motion_features(blurred)
+    shares, dx, dy = head.from_features(features)
+    head.blend(blurred, head.candidates(blurred, dx, dy), shares).mean().backward()
+    assert head.mlp[-1].bias.grad.abs().sum() > 0
+
+
+def test_nafnet_runs_the_motion_stage_first_under_its_own_keys(photo):
+    model = build_model("nafnet-tiny", motion_deblur=True, sharpen=True, tone_curve=True)
+    keys = [k for k in model.state_dict() if k.startswith("motion_deblur.")]
+    assert sorted(k for k in keys if not k.startswith("motion_deblur.mlp.")) == [
+        "motion_deblur.feature_scale", "motion_deblur.feature_shift"]
+    assert sum(model.state_dict()[k].numel() for k in keys) == 6 * 32 + 32 + 32 * 32 + 32 + 32 * 4 + 4 + 2 * 6
+    stages = list(model.global_stage.stages)
+    assert stages[0] is model.motion_deblur and stages[1] is model.sharpen and stages[2] is model.tone_curve
+    plain = build_model("nafnet-tiny")
+    assert not any(k.startswith("motion_deblur.") for k in plain.state_dict())
+
+
+def test_pixel_line_kernel_is_a_normalised_line_of_the_given_length():
+    script = load_script("scripts/train_global_stage.py")
+    kernel = script.pixel_line_kernel(9.0, 0.0)
+    assert kernel.shape == (11, 11) and abs(float(kernel.sum()) - 1) < 1e-6
+    assert torch.count_nonzero(kernel) == 9 and torch.count_nonzero(kernel[5]) == 9
+    diagonal = script.pixel_line_kernel(12.0, 45.0)  # counter-clockwise with y up: the anti-diagonal
+    rows, cols = torch.nonzero(diagonal, as_tuple=True)
+    assert torch.all(rows + cols == diagonal.shape[0] - 1) and len(rows) == 9  # 12 px at 45° span 8.5 px per axis
+
+
+def test_motion_stage_training_adds_only_the_head_and_learns_to_choose(tmp_path, capsys, photo):
+    from anyrestore.checkpoints import load_model, save_model
+    from anyrestore.io import write_image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_image(photos / "cat.png", photo)
+    write_image(photos / "cat_flipped.png", photo.flip(-1))
+    torch.manual_seed(0)
+    previous = build_model("nafnet-tiny", sharpen=True)
+    weights = save_model(previous, tmp_path / "sharpened.safetensors")
+    script = load_script("scripts/train_global_stage.py")
+    script.shipped_photo_paths = lambda: []
+    script.MOTION_CROP = 128
+    out = tmp_path / "deblurred.safetensors"
+    cache = tmp_path / "set.pt"
+    args = ["motion_deblur", "--weights", str(weights), "-o", str(out), "--photos", str(photos), "--samples", "12",
+            "--steps", "12", "--choice-steps", "6", "--batch", "4", "--cache", str(cache)]
+    assert script.main(args) == 0
+    assert "motion-blurred gain dB" in capsys.readouterr().out
+    model = load_model(out)
+    assert model.motion_deblur is not None and model.sharpen is not None
+    for key, value in previous.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    head = model.motion_deblur
+    assert torch.all(head.feature_scale != 1) and torch.all(head.feature_shift != 0)  # standardised inputs
+    assert head.mlp[-1].weight.abs().sum() > 0
+    # the cache holds the fixed candidates; a rerun from it gives the same head
+    assert "candidates" in torch.load(cache, weights_only=True)
+    again = tmp_path / "again.safetensors"
+    assert script.main(args[:4] + [str(again)] + args[5:]) == 0
+    assert "training set from" in capsys.readouterr().out
+    for key, value in load_model(again).state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_best_choices_pick_the_option_nearest_the_clean_image():
+    script = load_script("scripts/train_global_stage.py")
+    clean = torch.full((2, 3, 4, 4), 0.5)
+    restored = clean + torch.tensor([0.1, 0.0]).view(2, 1, 1, 1)
+    candidates = torch.stack([clean + 0.2, clean + 0.01, clean + 0.3], dim=1)
+    candidates[1] = clean[1, None] + 0.05
+    best, weight = script.best_choices({"clean": clean, "restored": restored, "candidates": candidates})
+    assert best.tolist() == [2, 0]  # option 2 is candidate 1; the second image is best kept
+    assert weight[0] == 3.0  # 40 dB vs 20 dB, clamped
+    assert 0.05 <= weight[1] <= 3.0
+
+
+def test_apply_is_the_blend_of_the_candidates_as_one_filter(photo):
+    blurred = torch.stack([_blur(photo, 15, 30)[0], _blur(photo, 9, 120)[0]])
+    head = GlobalMotionDeblur()
+    features = motion_features(blurred)
+    _, dx, dy = head.from_features(features)
+    shares = torch.tensor([[0.1, 0.5, 0.2], [0.0, 0.3, 0.0]])
+    reference = head.blend(blurred, head.candidates(blurred, dx, dy), shares)
+    torch.testing.assert_close(head.apply(blurred, shares, dx, dy), reference, atol=2e-5, rtol=0)
