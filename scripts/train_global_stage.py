@@ -27,7 +27,7 @@ residual. The head predicts one monotone curve from brightness statistics of the
    correction as they are). The dark scenes and the dark photographs of the training set are identity targets:
    from the statistics of the *whole* image the head learns which dark inputs to brighten.
 
-``motion_deblur`` (about 1.4 k parameters; stage 10, about 25 minutes): the U-Net leaves a linear motion blur almost
+``motion_deblur`` (about 1.4 k parameters; stage 10, about 30 minutes): the U-Net leaves a linear motion blur almost
 as it is. The stage finds the blur's length and direction in the cepstrum of the whole restored image and
 deconvolves it (:mod:`anyrestore.archs.motion_deblur`); the head only decides how much of three deconvolutions
 (sharp, medium, smooth prior) to blend in.
@@ -226,10 +226,10 @@ def motion_or_mix(clean: torch.Tensor, share: float, seed: int) -> tuple[torch.T
     return degraded, moved
 
 
-def later_stages(model: torch.nn.Module, stage: str) -> list[tuple[str, torch.nn.Module]]:
-    """The whole-image stages that run after ``stage`` at inference, by attribute name, in order."""
-    names = [name for name in ("motion_deblur", "sharpen", "tone_curve") if getattr(model, name, None) is not None]
-    return [(name, getattr(model, name)) for name in names[names.index(stage) + 1:]]
+def later_stages(model: torch.nn.Module, stage: str) -> list[torch.nn.Module]:
+    """The whole-image stages that run after ``stage`` at inference (the model's ``global_stage`` order)."""
+    stages = list(model.global_stage.stages)
+    return stages[stages.index(getattr(model, stage)) + 1:]
 
 
 def training_set(model: torch.nn.Module, args: argparse.Namespace, weights_sha256: str, started: float) -> dict:
@@ -248,7 +248,7 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, weights_sha25
         recipe.update(motion=args.motion_share, others="shake 10 %, JPEG q15-60 15 %, clean 10 %, mixture")
     later = later_stages(model, args.stage) if args.through_later else []
     if later:
-        recipe["through"] = [name for name, _ in later]
+        recipe["through"] = [type(stage).__name__ for stage in later]
     key = json.dumps(recipe)
     if args.cache is not None and args.cache.is_file():
         cached = torch.load(args.cache, weights_only=True)
@@ -276,9 +276,9 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, weights_sha25
         restored, clean = small(restored), small(clean)
     data = {"key": key, "features": features, "restored": restored, "clean": clean, "marked": marked}
     if later:  # the later stages' own statistics, so the loss sees what inference will output
-        if any(stage.features_from != "degraded" for _, stage in later):
+        if any(stage.features_from != "degraded" for stage in later):
             raise SystemExit("train_global_stage: a later stage reads the restored image; train it after this one")
-        data["later_features"] = [stage.features(degraded) for _, stage in later]
+        data["later_features"] = [stage.features(degraded) for stage in later]
     if hasattr(head, "candidates"):  # fixed per image: computed once, the head only learns to blend them
         dx, dy = features[:, 0], features[:, 1]
         data["candidates"] = torch.cat([head.candidates(restored[i:i + 16], dx[i:i + 16], dy[i:i + 16])
@@ -323,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blur-share", type=float, default=0.3,
                         help="sharpen: share of crops with Gaussian blur, sigma 0.5-3 (the rest: the mixture)")
     parser.add_argument("--motion-share", type=float, default=0.4,
-                        help="motion_deblur: share of crops with a linear motion blur (then 10 %% camera shake, "
-                             "the rest: the mixture)")
+                        help="motion_deblur: share of crops with a linear motion blur (of the others: 10 %% of "
+                             "all crops camera shake, 15 %% JPEG alone, 10 %% clean, the rest the mixture)")
     parser.add_argument("--steps", type=int, default=None,
                         help="Adam steps in all (tone_curve 4000, sharpen 2000, motion_deblur 2000)")
     parser.add_argument("--batch", type=int, default=None, help="tone_curve 64, sharpen 32, motion_deblur 32")
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     n_val = max(1, len(clean) // 10)
     if hasattr(head, "set_feature_statistics"):
         head.set_feature_statistics(data["features"][n_val:])
-    later = [stage for _, stage in later_stages(model, args.stage)] if args.through_later else []
+    later = later_stages(model, args.stage) if args.through_later else []
     for stage in later:
         stage.requires_grad_(False)
     choices = best_choices(data, later) if "candidates" in data else None

@@ -159,8 +159,17 @@ def test_motion_stage_training_adds_only_the_head_and_learns_to_choose(tmp_path,
     head = model.motion_deblur
     assert torch.all(head.feature_scale != 1) and torch.all(head.feature_shift != 0)  # standardised inputs
     assert head.mlp[-1].weight.abs().sum() > 0
-    # the cache holds the fixed candidates; a rerun from it gives the same head
-    assert "candidates" in torch.load(cache, weights_only=True)
+    # the cache holds the fixed candidates and the later stages' statistics; a rerun from it gives the same head
+    data = torch.load(cache, weights_only=True)
+    assert "candidates" in data and '"through": ["GlobalSharpen"]' in data["key"]
+    assert len(data["later_features"]) == 1 and data["later_features"][0].shape == (12, 11)
+    idx = torch.arange(3)
+    expected = model.sharpen.apply(head.blend(data["restored"][idx], data["candidates"][idx],
+                                              head.from_features(data["features"][idx])[0]),
+                                   *model.sharpen.from_features(data["later_features"][0][idx]))
+    later = script.later_stages(model, "motion_deblur")
+    assert later == [model.sharpen]
+    torch.testing.assert_close(script.stage_output(head, data, idx, later), expected)
     again = tmp_path / "again.safetensors"
     assert script.main(args[:4] + [str(again)] + args[5:]) == 0
     assert "training set from" in capsys.readouterr().out

@@ -33,7 +33,7 @@ MAX_SIDE = 256  # statistics from a centred crop at most this large: the depths 
 LAMBDAS = (0.01, 0.03, 0.1)  # candidate prior weights: sharp, medium, smooth
 KEEP_LOGIT = 4.0  # untrained, each candidate gets about 1.7 %
 SKIP_BELOW = 1e-3  # shares this small change no 8-bit level
-MIN_SIDE = BLOCK // 2  # smaller images are left as they are: too few pixels to measure a blur
+MIN_SIDE = MAX_SIDE  # smaller images are left as they are: fewer blocks than in training make dips look deeper
 _LOG_EPS = 1e-10
 
 
