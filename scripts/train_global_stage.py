@@ -27,7 +27,7 @@ residual. The head predicts one monotone curve from brightness statistics of the
    correction as they are). The dark scenes and the dark photographs of the training set are identity targets:
    from the statistics of the *whole* image the head learns which dark inputs to brighten.
 
-``motion_deblur`` (about 1.4 k parameters; stage 10, about 30 minutes): the U-Net leaves a linear motion blur almost
+``motion_deblur`` (about 1.4 k parameters; stage 10, about 22 minutes): the U-Net leaves a linear motion blur almost
 as it is. The stage finds the blur's length and direction in the cepstrum of the whole restored image and
 deconvolves it (:mod:`anyrestore.archs.motion_deblur`); the head only decides how much of three deconvolutions
 (sharp, medium, smooth prior) to blend in.
