@@ -12,7 +12,7 @@ from _cli_testutil import load_script
 from anyrestore.archs import build_model
 from anyrestore.archs.motion_deblur import (KEEP_LOGIT, LAMBDAS, MIN_SIDE, GlobalMotionDeblur, line_kernels,
                                             motion_features, wiener_deconvolve)
-from anyrestore.degradations.blur import apply_kernels, motion_kernel
+from anyrestore.degradations.blur import motion_blur, motion_kernel
 from anyrestore.io import read_image
 from anyrestore.metrics import psnr
 
@@ -27,8 +27,7 @@ def photo() -> torch.Tensor:
 
 
 def _blur(image: torch.Tensor, length: float, angle: float) -> torch.Tensor:
-    kernel = motion_kernel(2 * math.ceil(length / 2) + 1, length, angle)
-    return (apply_kernels(image[None], [kernel]).clamp(0, 1) * 255).round() / 255
+    return (motion_blur(image[None], length=length, angle=angle).clamp(0, 1) * 255).round() / 255
 
 
 @pytest.mark.parametrize("length, angle", [(15, 30), (9, 100), (23, 160), (11, 0)])

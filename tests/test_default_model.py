@@ -62,13 +62,11 @@ def test_default_model_brightens_an_under_exposed_photo_and_leaves_a_clean_one()
 def test_default_model_deblurs_a_linear_motion_blur_and_leaves_the_clean_photo():
     """The motion stage: the held-out sample with a 13-pixel line blur at 60° (our library's kernel) gains ≥ 2 dB over
     the U-Net alone; on the clean photo the stage keeps its deconvolutions out (no pixel moves by 2/255)."""
-    import math
-
-    from anyrestore.degradations.blur import apply_kernels, motion_kernel
+    from anyrestore.degradations.blur import motion_blur
     from anyrestore.inference.predictor import Predictor
 
     clean = read_image(SAMPLES / "chelsea.png")[:3]
-    blurred = (apply_kernels(clean[None], [motion_kernel(2 * math.ceil(13 / 2) + 1, 13, 60)])[0] * 255).round() / 255
+    blurred = (motion_blur(clean[None], length=13, angle=60)[0] * 255).round() / 255
     model = load_model()
     with torch.inference_mode():
         whole = Predictor(model, device="cpu")(blurred)

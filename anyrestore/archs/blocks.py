@@ -183,6 +183,13 @@ def ffn_hidden(dim: int, expansion: float) -> int:
     return int(dim * expansion)
 
 
+def centre_crop_at_most(x: torch.Tensor, side: int) -> torch.Tensor:
+    """The centred window of (..., H, W) at most ``side`` high and wide (smaller sides are kept whole)."""
+    h, w = x.shape[-2:]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return x[..., top:top + side, left:left + side]
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect") -> torch.Tensor:
     """Pad (B,C,H,W) on the right/bottom so H and W are multiples of ``multiple``.
 

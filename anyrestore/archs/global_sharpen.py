@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anyrestore.archs.blocks import centre_crop_at_most
+
 SCALES = (0.5, 1.0, 2.0, 4.0)
 MAX_SIDE = 768  # statistics from a centred crop at most this large: native resolution, bounded cost
 SIGMA_RANGE = (0.5, 3.0)
@@ -39,11 +41,7 @@ def detail_features(image: torch.Tensor) -> torch.Tensor:
     """(B,3,H,W) in [0,1] -> (B, 3*len(SCALES)+1) statistics of the grey image at native resolution: log mean
     absolute band-pass energy per scale, log ratios of neighbouring bands, log 90th-percentile of the finest band,
     and the 8x8 block-edge excess of JPEG."""
-    x = image.float()
-    h, w = x.shape[-2:]
-    if max(h, w) > MAX_SIDE:
-        top, left = max(0, (h - MAX_SIDE) // 2), max(0, (w - MAX_SIDE) // 2)
-        x = x[..., top:top + MAX_SIDE, left:left + MAX_SIDE]
+    x = centre_crop_at_most(image.float(), MAX_SIDE)
     grey = x.mean(dim=1, keepdim=True)
     levels = [grey] + [gaussian_blur(grey, torch.full((len(x),), s, device=x.device)) for s in SCALES]
     bands = [(a - b).abs() for a, b in zip(levels[:-1], levels[1:])]

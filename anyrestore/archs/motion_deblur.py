@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anyrestore.archs.blocks import centre_crop_at_most
 from anyrestore.degradations.blur import motion_kernel
 
 BLOCK = 128  # spectra of BLOCK² windows: lengths from R_MIN to R_MAX pixels are found
@@ -35,12 +36,6 @@ KEEP_LOGIT = 4.0  # untrained, each candidate gets about 1.7 %
 SKIP_BELOW = 1e-3  # shares this small change no 8-bit level
 MIN_SIDE = MAX_SIDE  # smaller images are left as they are: fewer blocks than in training make dips look deeper
 _LOG_EPS = 1e-10
-
-
-def _centre_crop(x: torch.Tensor, side: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
-    return x[..., top:top + side, left:left + side]
 
 
 def log_power_spectrum(grey: torch.Tensor) -> torch.Tensor:
@@ -69,7 +64,7 @@ def motion_features(image: torch.Tensor) -> torch.Tensor:
     ``(dx, dy)`` in pixels (x right, y down), then the head's inputs: log length, log1p of the peak's depth, of
     its second harmonic's and of its depth against its own neighbourhood (each in robust standard deviations of
     the cepstrum), the log ratio of gradient energy along and across the direction, and the log gradient energy."""
-    x = _centre_crop(image.float(), MAX_SIDE)
+    x = centre_crop_at_most(image.float(), MAX_SIDE)
     grey = x.mean(dim=1, keepdim=True)
     b = len(grey)
     cep = torch.fft.fftshift(torch.fft.ifft2(log_power_spectrum(grey)).real, dim=(-2, -1))  # (B, BLOCK, BLOCK)
@@ -148,29 +143,28 @@ def _fast_length(n: int) -> int:
     return best
 
 
-def filter_mirrored(image: torch.Tensor, kernel_size: int, transfer) -> torch.Tensor:
-    """Filter (B,C,H,W) in the Fourier domain on the image padded by edge replication and then mirrored to twice its
-    size (so the periodic FFT sees no border jump). ``transfer(otf_of, hp, wp)`` returns the transfer function in
-    ``rfft2``'s (B, hp, wp // 2 + 1) layout, given a function that turns (B,K,K) kernels into their spectra on that
-    grid."""
+def filter_mirrored(image: torch.Tensor, kernels: torch.Tensor, transfers) -> torch.Tensor:
+    """Filter (B,C,H,W) in the Fourier domain with J transfer functions per image -> (B, J, C, H, W).
+
+    The image is padded by edge replication and then mirrored to twice its size, so the periodic FFT sees no border
+    jump. ``transfers(otf, gradients)`` gets the (B, hp, wq) spectra of the (B,K,K) ``kernels`` and the gradient
+    spectrum on that grid (``rfft2`` layout) and returns (B, J, hp, wq); each channel is transformed once for all J.
+    """
     b, c, h, w = image.shape
-    m = kernel_size + 24  # an edge-replicated margin: ringing from the border decays in it (mirroring alone rings more)
+    k = kernels.shape[-1]
+    m = k + 24  # an edge-replicated margin: ringing from the border decays in it (mirroring alone rings more)
     extra_h, extra_w = (_fast_length(2 * (n + 2 * m)) // 2 - n - 2 * m for n in (h, w))  # FFT-friendly sizes
     padded = F.pad(image.float(), (m, m + extra_w, m, m + extra_h), mode="replicate")
     padded = torch.cat([padded, padded.flip(-1)], dim=-1)
     padded = torch.cat([padded, padded.flip(-2)], dim=-2)
     hp, wp = padded.shape[-2:]
-
-    def otf_of(kernels: torch.Tensor) -> torch.Tensor:
-        k = kernels.shape[-1]
-        grid = torch.zeros(len(kernels), hp, wp, dtype=torch.float64, device=image.device)
-        grid[:, :k, :k] = kernels.double()
-        return torch.fft.rfft2(torch.roll(grid, (-(k // 2), -(k // 2)), dims=(1, 2)))
-
-    gain = transfer(otf_of, hp, wp).to(torch.complex64)  # real kernels: half spectra (rfft2) suffice
-    channels = [torch.fft.irfft2(torch.fft.rfft2(padded[:, i]) * gain, s=(hp, wp))[..., m:m + h, m:m + w]
+    grid = torch.zeros(b, hp, wp, dtype=torch.float64, device=image.device)
+    grid[:, :k, :k] = kernels.double()
+    otf = torch.fft.rfft2(torch.roll(grid, (-(k // 2), -(k // 2)), dims=(1, 2)))  # real kernels: half spectra
+    gains = transfers(otf, gradient_spectrum(hp, wp, image.device)).to(torch.complex64)
+    channels = [torch.fft.irfft2(torch.fft.rfft2(padded[:, i])[:, None] * gains, s=(hp, wp))[..., m:m + h, m:m + w]
                 for i in range(c)]  # one at a time: the mirrored spectra of a large photo are big
-    return torch.stack(channels, dim=1).to(image.dtype)
+    return torch.stack(channels, dim=2).to(image.dtype)
 
 
 def wiener_gain(otf: torch.Tensor, lam: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
@@ -181,8 +175,7 @@ def wiener_gain(otf: torch.Tensor, lam: torch.Tensor, gradients: torch.Tensor) -
 def wiener_deconvolve(image: torch.Tensor, kernels: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     """Deconvolve (B,C,H,W) with one (K,K) kernel per image: ``X = conj(K) Y / (|K|² + lam |∇|²)`` (see
     :func:`filter_mirrored` for the borders). Differentiable in image and lam."""
-    return filter_mirrored(image, kernels.shape[-1], lambda otf_of, hp, wp: wiener_gain(
-        otf_of(kernels), lam, gradient_spectrum(hp, wp, image.device)))
+    return filter_mirrored(image, kernels, lambda otf, gradients: wiener_gain(otf, lam, gradients)[:, None])[:, 0]
 
 
 class GlobalMotionDeblur(nn.Module):
@@ -229,9 +222,9 @@ class GlobalMotionDeblur(nn.Module):
 
     def candidates(self, restored: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
         """(B,C,H,W) -> (B, len(lambdas), C, H, W) deconvolutions with the estimated kernels."""
-        kernels = line_kernels(dx, dy).to(restored.device)
-        return torch.stack([wiener_deconvolve(restored, kernels, torch.full((len(restored),), lam))
-                            for lam in self.lambdas], dim=1)
+        lams = [torch.full((len(restored),), lam, device=restored.device) for lam in self.lambdas]
+        return filter_mirrored(restored, line_kernels(dx, dy).to(restored.device), lambda otf, gradients: torch.stack(
+            [wiener_gain(otf, lam, gradients) for lam in lams], dim=1))
 
     @staticmethod
     def blend(restored: torch.Tensor, candidates: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
@@ -243,16 +236,13 @@ class GlobalMotionDeblur(nn.Module):
         transfer functions, so a whole photo costs one FFT pair per channel however many candidates there are."""
         if float(shares.detach().max()) < SKIP_BELOW:  # nothing to blend in: skip the FFTs
             return restored
-        kernels = line_kernels(dx, dy).to(restored.device)
-
-        def transfer(otf_of, hp, wp):
-            otf, gradients = otf_of(kernels), gradient_spectrum(hp, wp, restored.device)
+        def blended(otf, gradients):
             keep = (1 - shares.sum(dim=1)).double().view(-1, 1, 1)
-            return keep + sum(shares[:, j].double().view(-1, 1, 1)
-                              * wiener_gain(otf, torch.full((len(otf),), lam, device=otf.device), gradients)
-                              for j, lam in enumerate(self.lambdas))
+            return (keep + sum(shares[:, j].double().view(-1, 1, 1)
+                               * wiener_gain(otf, torch.full((len(otf),), lam, device=otf.device), gradients)
+                               for j, lam in enumerate(self.lambdas)))[:, None]
 
-        return filter_mirrored(restored, kernels.shape[-1], transfer)
+        return filter_mirrored(restored, line_kernels(dx, dy).to(restored.device), blended)[:, 0]
 
     def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
         if min(restored.shape[-2:]) < MIN_SIDE:
