@@ -255,3 +255,22 @@ def test_every_launchable_recipe_loads_and_names_itself_in_its_launch_line():
         assert load_config(path).name, rel
         recipes.append(rel)
     assert {"configs/default/gpu_polish.yaml", "configs/default/gpu_lowlight.yaml"} <= set(recipes)
+
+
+def test_unet_recipes_build_the_unet_without_whole_image_stages():
+    """Stages 1-7 train the U-Net alone. A whole-image stage already in their weights would stop
+    scripts/train_global_stage.py from adding it later (stage 10 once failed this way: the preset turns the motion
+    stage on, and the recipes did not turn it off)."""
+    from pathlib import Path
+
+    from anyrestore.archs.registry import build_model
+    from anyrestore.engine.config import load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "default"
+    recipes = [p for p in sorted(root.glob("*.yaml")) if "not launched on its own" not in p.read_text()]
+    assert len(recipes) >= 7
+    for path in recipes:
+        cfg = load_config(path)
+        model = build_model(cfg.model.name, **cfg.model.kwargs)
+        assert model.global_stage is None, path.name
+        assert not [k for k in model.state_dict() if k.startswith(("motion_deblur.", "sharpen.", "tone_curve."))]

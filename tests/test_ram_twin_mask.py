@@ -67,3 +67,20 @@ def test_restore_cli_twin_mask_flag_runs_the_twin_mask_model(tmp_path, capsys):
         expected = Predictor(TwinMaskModel(load_model(ckpt)), device="cpu", tile=0)(read_image(tmp_path / "in.png"))
     assert (twin - expected).abs().max() <= 1 / 255 + 1e-6  # both written as 8-bit PNG
     assert not torch.equal(twin, plain)
+
+
+def test_whole_image_stages_stay_out_of_the_twin_passes_and_run_once_in_the_predictor():
+    torch.manual_seed(0)
+    inner = build_model("nafnet-tiny", sharpen=True, tone_curve=True).eval()
+    twin = TwinMaskModel(inner, seed=5)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        mask = twin.draw_mask(1, 32, 32, x.device)
+        local = twin_mask_forward(inner.forward_local, x, mask)
+        assert torch.equal(twin.forward_local(x), local)
+        assert torch.allclose(twin(x), inner.global_stage(x, local))
+        assert not torch.allclose(twin(x), twin_mask_forward(inner, x, mask))  # stages inside the passes differ
+    predictor = Predictor(twin, device="cpu", tile=0)
+    assert predictor.global_stage is not None
+    with torch.no_grad():
+        assert torch.allclose(predictor(x[0]), twin(x)[0], atol=1e-6)  # 32² needs no padding at multiple 16

@@ -8,7 +8,9 @@ the image with the complement hidden, and takes every pixel from the pass in whi
 :class:`TwinMaskModel` wraps any backbone so the :class:`~anyrestore.inference.predictor.Predictor` (tiling,
 padding, normalisation) can run it like a plain model. The mask is drawn at the size of the tensor the wrapper
 receives (the Predictor's padded image or tile), from a generator re-seeded with ``seed`` on every call, so the
-same input always gives the same output.
+same input always gives the same output. A model with whole-image stages (``global_stage``, e.g. the default
+model's exposure curve) keeps them out of the twin passes: the wrapper twin-masks the model's ``forward_local`` and
+exposes the same ``global_stage``, which the Predictor then runs once on the whole image.
 """
 from __future__ import annotations
 
@@ -55,6 +57,18 @@ class TwinMaskModel(nn.Module):
         generator = torch.Generator().manual_seed(self.seed)
         return batch_mask(batch, height, width, ratio=self.ratio, generator=generator, device=device)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def global_stage(self) -> nn.Module | None:
+        """The wrapped model's whole-image stages (not masked), or None."""
+        return getattr(self.model, "global_stage", None)
+
+    def forward_local(self, x: torch.Tensor) -> torch.Tensor:
+        """The twin-mask forward of the part that may run tile by tile (the whole model when it has no stages)."""
+        local = self.model.forward_local if self.global_stage is not None else self.model
         mask = self.draw_mask(x.shape[0], x.shape[-2], x.shape[-1], x.device)
-        return twin_mask_forward(self.model, x, mask, self.token)
+        return twin_mask_forward(local, x, mask, self.token)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.forward_local(x)
+        stage = self.global_stage
+        return y if stage is None else stage(x, y)
