@@ -196,3 +196,17 @@ def test_apply_is_the_blend_of_the_candidates_as_one_filter(photo):
     shares = torch.tensor([[0.1, 0.5, 0.2], [0.0, 0.3, 0.0]])
     reference = head.blend(blurred, head.candidates(blurred, dx, dy), shares)
     torch.testing.assert_close(head.apply(blurred, shares, dx, dy), reference, atol=2e-5, rtol=0)
+
+
+def test_motion_training_negatives_draw_every_jpeg_chroma_subsampling():
+    """A head that saw only 4:2:0 JPEG took a 4:2:2 photo of slanted grass for motion (-3.8 dB)."""
+    script = load_script("scripts/train_global_stage.py")
+    calls = []
+    real_jpeg = script.jpeg
+    script.jpeg = lambda image, quality, subsampling: (calls.append((quality, subsampling))
+                                                      or real_jpeg(image, quality=quality, subsampling=subsampling))
+    clean = torch.rand(60, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    degraded, moved = script.motion_or_mix(clean, 0.4, 0)
+    assert {s for _, s in calls} == set(script.JPEG_SUBSAMPLINGS) == {"4:2:0", "4:2:2", "4:4:4"}
+    assert all(15 <= q < 95 for q, _ in calls)
+    assert 0 < int(moved.sum()) < 60 and torch.equal(degraded, (degraded * 255).round() / 255)

@@ -52,6 +52,10 @@ def test_degradations_do_what_they_say():
     tex = np.random.default_rng(2).random((32, 48, 3))
     jp = cc.pillow_jpeg(tex, 30)
     assert jp.shape == tex.shape and 0 < np.abs(jp - tex).mean() < 0.3
+    # the chroma variants: 4:4:4 keeps colour detail that 4:2:0 averages over 2x2 pixels
+    colour = np.random.default_rng(3).random((64, 64, 3))
+    errors = {s: np.abs(cc.pillow_jpeg(colour, 90, s) - colour).mean() for s in ("4:4:4", "4:2:2", "4:2:0")}
+    assert errors["4:4:4"] < errors["4:2:2"] < errors["4:2:0"]
 
 
 def test_quick_run_scores_against_independent_recomputation(tmp_path, capsys):
@@ -76,6 +80,22 @@ def test_quick_run_scores_against_independent_recomputation(tmp_path, capsys):
     low = rows["low_light:medium"]
     assert low["baseline"]["name"] == "gamma" and low["baseline"]["psnr"] > low["input_psnr"] + 5
     assert (tmp_path / "r.md").read_text() == capsys.readouterr().out
+    assert "variants" not in report["summary"]
+
+
+def test_jpeg_variants_are_judged_by_the_jpeg_target_and_counted_apart(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = cc.main(["--model", "classical", "--photos", str(_photo_dir(tmp_path)), "--crop", "64", "--threads", "1",
+                  "--degradations", "jpeg:30,jpeg:30/4:4:4", "--json", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    rows = {r["degradation"]: r for r in report["rows"]}
+    assert rows["jpeg:30/4:4:4"]["target"] == rows["jpeg:30"]["target"]
+    assert rows["jpeg:30/4:4:4"]["input_psnr"] > rows["jpeg:30"]["input_psnr"]  # no chroma subsampling loss
+    variant = rows["jpeg:30/4:4:4"]["status"] == "PASS"
+    assert report["summary"]["variants"] == {"passed": int(variant), "failed": int(not variant)}
+    assert report["summary"]["passed"] + report["summary"]["failed"] == 1
+    assert "Variants (other encoder settings, same targets):" in capsys.readouterr().out
 
 
 def test_unknown_degradation_is_a_one_line_error(tmp_path, capsys):

@@ -155,11 +155,32 @@ def test_jpeg_equals_opencv(quality):
     assert (y - x).abs().mean() > 0
 
 
+@pytest.mark.parametrize("subsampling", ["4:4:4", "4:2:2", "4:2:0"])
+def test_jpeg_chroma_subsampling_equals_pillow(subsampling):
+    import io
+
+    from PIL import Image
+
+    x = torch.rand(1, 3, 40, 48, generator=gen(7))
+    y = jpeg.jpeg(x, quality=40, subsampling=subsampling)
+    buf = io.BytesIO()
+    Image.fromarray(np.round(x[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(
+        buf, format="JPEG", quality=40, subsampling=subsampling)
+    ref = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), dtype=np.float32) / 255
+    assert np.abs(y[0].permute(1, 2, 0).numpy() - ref).max() <= 1 / 255 + 1e-6
+    if subsampling == "4:2:0":  # the default: what the encoder has always been called with
+        assert torch.equal(y, jpeg.jpeg(x, quality=40))
+    else:
+        assert not torch.equal(y, jpeg.jpeg(x, quality=40))
+
+
 def test_jpeg_rejects_bad_quality():
     with pytest.raises(ValueError):
         jpeg.jpeg(flat(0.5, 8), quality=0)
     with pytest.raises(ValueError):
         jpeg.jpeg(flat(0.5, 8), quality=50.5)
+    with pytest.raises(ValueError, match="4:1:1"):
+        jpeg.jpeg(flat(0.5, 8), quality=50, subsampling="4:1:1")
 
 
 # ----------------------------------------------------------------------------------------------------- weather

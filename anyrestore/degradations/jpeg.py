@@ -1,4 +1,5 @@
-"""JPEG compression through OpenCV's encoder (libjpeg, 4:2:0, default settings), as the reference codes do."""
+"""JPEG compression through OpenCV's encoder (libjpeg, default settings: 4:2:0 chroma), as the reference codes do.
+Other chroma subsamplings (4:2:2, 4:4:4) are there for training data that must not know one encoder setting only."""
 from __future__ import annotations
 
 import cv2
@@ -8,10 +9,20 @@ import torch
 from anyrestore.degradations._util import check_image, per_sample
 
 
-def jpeg_uint8(rgb: np.ndarray, quality: int) -> np.ndarray:
-    """Encode/decode one (H,W,3) uint8 RGB (or (H,W) grey) array at ``quality`` with OpenCV; returns the same layout."""
+SUBSAMPLINGS = {"4:4:4": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444, "4:2:2": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+                "4:2:0": None}  # None: the encoder's default (4:2:0), passed as it always was
+
+
+def jpeg_uint8(rgb: np.ndarray, quality: int, subsampling: str = "4:2:0") -> np.ndarray:
+    """Encode/decode one (H,W,3) uint8 RGB (or (H,W) grey) array at ``quality`` with OpenCV; returns the same layout.
+    ``subsampling`` is the chroma subsampling of colour images: "4:2:0" (the default), "4:2:2" or "4:4:4"."""
+    if subsampling not in SUBSAMPLINGS:
+        raise ValueError(f"unknown JPEG chroma subsampling {subsampling!r}; expected one of {', '.join(SUBSAMPLINGS)}")
     bgr = rgb[..., ::-1] if rgb.ndim == 3 else rgb
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
+    params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
+    if SUBSAMPLINGS[subsampling] is not None:
+        params += [int(cv2.IMWRITE_JPEG_SAMPLING_FACTOR), int(SUBSAMPLINGS[subsampling])]
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr), params)
     if not ok:
         raise RuntimeError("OpenCV failed to encode a JPEG image")
     flag = cv2.IMREAD_COLOR if rgb.ndim == 3 else cv2.IMREAD_GRAYSCALE
@@ -19,12 +30,13 @@ def jpeg_uint8(rgb: np.ndarray, quality: int) -> np.ndarray:
     return dec[..., ::-1] if rgb.ndim == 3 else dec
 
 
-def jpeg(img: torch.Tensor, *, quality) -> torch.Tensor:
+def jpeg(img: torch.Tensor, *, quality, subsampling: str = "4:2:0") -> torch.Tensor:
     """JPEG round trip per sample: round to uint8, encode RGB at ``quality`` (1–100) with OpenCV, decode, /255.
 
     Args:
         img: (B,C,H,W) float in [0,1] with C = 3 (RGB) or 1 (grey).
         quality: scalar or (B,) integer quality.
+        subsampling: chroma subsampling of colour images, "4:2:0" (OpenCV's default), "4:2:2" or "4:4:4".
 
     Example:
         >>> y = jpeg(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)), quality=50)
@@ -42,7 +54,7 @@ def jpeg(img: torch.Tensor, *, quality) -> torch.Tensor:
     out = []
     for i in range(b):
         arr = u8[i] if c == 3 else u8[i, ..., 0]
-        dec = jpeg_uint8(arr, int(q[i]))
+        dec = jpeg_uint8(arr, int(q[i]), subsampling)
         out.append(torch.from_numpy(np.ascontiguousarray(dec)).reshape(arr.shape[0], arr.shape[1], c))
     res = torch.stack(out).permute(0, 3, 1, 2).to(device=img.device, dtype=img.dtype) / 255.0
     return res
