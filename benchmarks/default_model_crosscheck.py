@@ -217,13 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> dict:
-    if args.threads < 1 or args.crop < 0:
-        raise ConfigError("--threads must be >= 1 and --crop >= 0")
-    keys = [k.strip() for k in args.degradations.split(",") if k.strip()]
+def crosscheck_keys(text: str) -> list[str]:
+    """The ``--degradations`` list: comma-separated keys of CROSSCHECK; a one-line error names unknown ones."""
+    keys = [k.strip() for k in text.split(",") if k.strip()]
     unknown = [k for k in keys if k not in CROSSCHECK]
     if unknown or not keys:
         raise ConfigError(f"--degradations: unknown {unknown or 'empty list'}; known: {', '.join(CROSSCHECK)}")
+    return keys
+
+
+def run(args: argparse.Namespace) -> dict:
+    if args.threads < 1 or args.crop < 0:
+        raise ConfigError("--threads must be >= 1 and --crop >= 0")
+    keys = crosscheck_keys(args.degradations)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     paths = find_photos(args.photos)

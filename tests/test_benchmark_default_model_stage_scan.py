@@ -1,0 +1,81 @@
+"""benchmarks/default_model_stage_scan.py: a whole-image stage kept vs left out, on five crops per photo."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CHELSEA = REPO / "anyrestore" / "samples" / "chelsea.png"
+sys.path.insert(0, str(REPO))
+from benchmarks import default_model_stage_scan as scan  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from anyrestore.archs import build_model
+    from anyrestore.checkpoints import save_model
+
+    folder = tmp_path_factory.mktemp("scan")
+    photos = folder / "photos"
+    photos.mkdir()
+    shutil.copy(CHELSEA, photos / "chelsea.png")
+    torch.manual_seed(0)
+    model = build_model("nafnet-tiny", motion_deblur=True, sharpen=True)
+    return save_model(model, folder / "tiny.safetensors"), photos
+
+
+def test_crops_are_the_centre_and_the_four_corners():
+    image = torch.arange(3 * 300 * 400, dtype=torch.float32).view(3, 300, 400)
+    parts = scan.crops(image)
+    assert [tuple(p.shape) for p in parts] == [(3, 256, 256)] * 5
+    assert torch.equal(parts[0], image[:, 22:278, 72:328]) and torch.equal(parts[4], image[:, 44:, 144:])
+    assert [tuple(p.shape) for p in scan.crops(image[:, :100, :120])] == [(3, 100, 120)] * 5
+
+
+def test_scan_reports_what_the_stage_changes_and_recomputes_by_hand(tiny, tmp_path, capsys):
+    from anyrestore.checkpoints import load_model
+    from anyrestore.io import read_image
+    from anyrestore.metrics import psnr
+
+    weights, photos = tiny
+    out = tmp_path / "scan.json"
+    rc = scan.main(["--model", str(weights), "--photos", str(photos), "--degradations",
+                    "motion_blur:medium,noise:25", "--threads", "1", "--json", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    rows = {r["degradation"]: r for r in report["rows"]}
+    assert rows["motion_blur:medium"]["meant_for"] and not rows["noise:25"]["meant_for"]
+    assert all(r["images"] == 5 and 0 <= r["changed"] <= 5 for r in rows.values())
+    assert report["summary"]["images"] == 5
+    # the noise row by hand: all stages against all but the motion stage, on the five crops
+    model = load_model(weights).eval()
+    deltas = []
+    for index, crop in enumerate(scan.crops(read_image(photos / "chelsea.png")[:3].float())):
+        rng = np.random.default_rng(zlib.crc32(f"scan/noise:25/chelsea.png/{index}".encode()))
+        clean = crop.permute(1, 2, 0).numpy().astype(np.float64)
+        lq = torch.from_numpy(scan.CROSSCHECK["noise:25"][1](clean, rng).astype(np.float32)).permute(2, 0, 1)[None]
+        with torch.inference_mode():
+            local = model.forward_local(lq).clamp(0, 1)
+            kept = model.sharpen(lq, model.motion_deblur(lq, local))[0].clamp(0, 1)
+            left = model.sharpen(lq, local)[0].clamp(0, 1)
+        deltas.append(psnr(kept, crop) - psnr(left, crop))
+    assert min(abs(d) for d in deltas) > 0  # the untrained gate blends a few percent in: the stage does act
+    assert rows["noise:25"]["mean_db"] == pytest.approx(float(np.mean(deltas)), abs=1e-6)
+    assert rows["noise:25"]["worst_db"] == pytest.approx(min(deltas), abs=1e-6)
+    assert "Elsewhere (rows the stage is not meant for)" in capsys.readouterr().out
+
+
+def test_a_model_without_the_stage_is_a_one_line_error(tiny, tmp_path, capsys):
+    weights, photos = tiny
+    rc = scan.main(["--model", str(weights), "--photos", str(photos), "--stage", "tone_curve",
+                    "--degradations", "noise:25", "--json", str(tmp_path / "x.json")])
+    assert rc == 2 and not (tmp_path / "x.json").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tone_curve" in err[0]
