@@ -33,8 +33,8 @@ from benchmarks.default_model import PROTOCOL, _f, find_photos, report_cli  # no
 from benchmarks.default_model_crosscheck import CROSSCHECK, crosscheck_keys  # noqa: E402
 
 CROP = 256
-FOR = {"motion_deblur": ("motion_blur:medium",), "sharpen": ("blur:k15s2.0", "blur:k15s1.5+noise:15+jpeg:50"),
-       "tone_curve": ("low_light:medium",)}  # the rows each stage is meant to act on
+MEANT_FOR = {"motion_deblur": ("motion_blur:medium",),  # the rows each stage is meant to act on
+             "sharpen": ("blur:k15s2.0", "blur:k15s1.5+noise:15+jpeg:50"), "tone_curve": ("low_light:medium",)}
 
 
 def crops(image: torch.Tensor, side: int = CROP) -> list[torch.Tensor]:
@@ -72,7 +72,7 @@ def scan(model, stage: str, keys: list[str], photos: list[tuple[str, torch.Tenso
         d = np.array(deltas)
         rows.append({"degradation": key, "description": description, "images": len(d), "mean_db": float(d.mean()),
                      "worst_db": float(d.min()), "best_db": float(d.max()), "changed": fired,
-                     "losses_over_1db": int((d < -1).sum()), "meant_for": key in FOR.get(stage, ())})
+                     "losses_over_1db": int((d < -1).sum()), "meant_for": key in MEANT_FOR.get(stage, ())})
     return rows
 
 
@@ -93,7 +93,8 @@ def markdown(report: dict) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="checkpoint path or model name (default: the bundled model)")
-    parser.add_argument("--stage", default="motion_deblur", choices=tuple(FOR), help="the whole-image stage to judge")
+    parser.add_argument("--stage", default="motion_deblur", choices=tuple(MEANT_FOR),
+                        help="the whole-image stage to judge")
     parser.add_argument("--photos", default=None, help="folder of held-out photos (default: as default_model.py)")
     parser.add_argument("--degradations", default=",".join(CROSSCHECK),
                         help=f"comma-separated subset of: {', '.join(CROSSCHECK)}")
