@@ -271,8 +271,8 @@ def measure_speed(predictor, photo: torch.Tensor, *, size: int, repeats: int, sp
     mp = size * size / 1e6
     s_per_mp = statistics.median(wall) / mp
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"size": [size, size], "megapixels": mp, "degradation": spec, "threads": torch.get_num_threads(), "precision": "fp32",
-            "cpu_count": os.cpu_count(), "load_average_1min": load,
+    return {"size": [size, size], "megapixels": mp, "degradation": spec, "threads": torch.get_num_threads(),
+            "precision": "fp32", "cpu_count": os.cpu_count(), "load_average_1min": load,
             "device": "cpu", "mode": dict(predictor.last_run), "repeats": repeats, "wall_s": wall, "cpu_s": cpu,
             "seconds_per_mp": s_per_mp, "cpu_seconds_per_mp": statistics.median(cpu) / mp,
             "target_s_per_mp": SPEED_TARGET_S_PER_MP,

@@ -26,6 +26,7 @@ if str(REPO) not in sys.path:  # run as a script: make `benchmarks.*` importable
     sys.path.insert(0, str(REPO))
 
 from anyrestore.api import default_model_spec, load_model  # noqa: E402
+from anyrestore.archs.nafnet import WholeImageStages  # noqa: E402
 from anyrestore.errors import ConfigError  # noqa: E402
 from anyrestore.io import read_image  # noqa: E402
 from anyrestore.metrics import psnr  # noqa: E402
@@ -47,9 +48,8 @@ def crops(image: torch.Tensor, side: int = CROP) -> list[torch.Tensor]:
 
 
 def scan(model, stage: str, keys: list[str], photos: list[tuple[str, torch.Tensor]], changed: float) -> list[dict]:
-    stages = list(model.global_stage.stages)
-    left_out = getattr(model, stage)
-    rest = [s for s in stages if s is not left_out]
+    kept = model.global_stage
+    left_out = WholeImageStages([s for s in kept.stages if s is not getattr(model, stage)])
     rows = []
     for key in keys:
         description, degrade = CROSSCHECK[key]
@@ -60,13 +60,8 @@ def scan(model, stage: str, keys: list[str], photos: list[tuple[str, torch.Tenso
                 rng = np.random.default_rng(zlib.crc32(f"scan/{key}/{name}/{index}".encode()))
                 lq = torch.from_numpy(np.ascontiguousarray(degrade(clean, rng), dtype=np.float32)).permute(2, 0, 1)
                 with torch.inference_mode():
-                    local = model.forward_local(lq[None]).clamp(0, 1)
-                    outputs = []
-                    for chain in (stages, rest):
-                        y = local
-                        for s in chain:
-                            y = s(lq[None], y)
-                        outputs.append(y[0].clamp(0, 1))
+                    local = model.forward_local(lq[None])
+                    outputs = [chain(lq[None], local)[0].clamp(0, 1) for chain in (kept, left_out)]
                 deltas.append(psnr(outputs[0], crop, protocol=PROTOCOL) - psnr(outputs[1], crop, protocol=PROTOCOL))
                 fired += int((outputs[0] - outputs[1]).abs().max() * 255 > changed)
         d = np.array(deltas)

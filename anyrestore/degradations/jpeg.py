@@ -10,7 +10,7 @@ from anyrestore.degradations._util import check_image, per_sample
 
 
 SUBSAMPLINGS = {"4:4:4": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444, "4:2:2": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
-                "4:2:0": None}  # None: the encoder's default (4:2:0), passed as it always was
+                "4:2:0": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420}  # 4:2:0 is the encoder's default: the same bytes
 
 
 def jpeg_uint8(rgb: np.ndarray, quality: int, subsampling: str = "4:2:0") -> np.ndarray:
@@ -19,9 +19,8 @@ def jpeg_uint8(rgb: np.ndarray, quality: int, subsampling: str = "4:2:0") -> np.
     if subsampling not in SUBSAMPLINGS:
         raise ValueError(f"unknown JPEG chroma subsampling {subsampling!r}; expected one of {', '.join(SUBSAMPLINGS)}")
     bgr = rgb[..., ::-1] if rgb.ndim == 3 else rgb
-    params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
-    if SUBSAMPLINGS[subsampling] is not None:
-        params += [int(cv2.IMWRITE_JPEG_SAMPLING_FACTOR), int(SUBSAMPLINGS[subsampling])]
+    params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality),
+              int(cv2.IMWRITE_JPEG_SAMPLING_FACTOR), int(SUBSAMPLINGS[subsampling])]
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr), params)
     if not ok:
         raise RuntimeError("OpenCV failed to encode a JPEG image")
