@@ -145,7 +145,7 @@ def test_set_fast_paths_switches_each_path_separately():
     assert set(state) == set(FAST_PATHS)
     n_norms = sum(isinstance(m, ChannelLayerNorm) for m in model.modules())
     n_attn = sum(isinstance(m, blocks_mod.MDTA) for m in model.modules())
-    none = {"folded_scales": (0, 0)}  # a NAFNet-only path
+    none = {"window_sdpa": (0, 0), "folded_scales": (0, 0)}  # SwinIR's and NAFNet's paths
     assert state == {"fused_layernorm": (n_norms, n_norms), "sdpa": (n_attn, n_attn), **none}  # on by default
     assert set_fast_paths(model, True, sdpa=False) is model
     assert fast_path_state(model) == {"fused_layernorm": (n_norms, n_norms), "sdpa": (0, n_attn), **none}
@@ -155,6 +155,11 @@ def test_set_fast_paths_switches_each_path_separately():
     n_blocks = sum(isinstance(m, NAFBlock) for m in nafnet.modules())
     set_fast_paths(nafnet, True, folded_scales=False)
     assert fast_path_state(nafnet)["folded_scales"] == (0, n_blocks) and n_blocks > 0
+    swin = build_model("swinir-ram-tiny")
+    n_windows = sum(type(m).__name__ == "WindowAttention" for m in swin.modules())
+    set_fast_paths(swin, True, window_sdpa=False)
+    assert fast_path_state(swin)["window_sdpa"] == (0, n_windows) and n_windows > 0
+    assert fast_path_state(swin)["sdpa"] == (0, 0)  # window attention has its own switch
 
 
 @pytest.mark.parametrize("batch,local", [(1, False), (2, False), (1, True)], ids=["one", "batch2", "tlc-local"])
@@ -180,7 +185,7 @@ def test_folded_nafblock_equals_plain_and_steps_aside_for_hooks(batch, local, mo
         assert calls == [1] and (hooked - plain).abs().max().item() > 1e-3
 
 
-def test_sdpa_switch_routes_swin_attention_through_sdpa(monkeypatch):
+def test_window_sdpa_switch_routes_swin_attention_through_sdpa(monkeypatch):
     model = randomize_(build_model("swinir-ram-tiny"), seed=4).eval()
     n_blocks = sum(1 for m in model.modules() if type(m).__name__ == "WindowAttention")
     calls = []

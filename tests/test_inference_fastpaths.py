@@ -65,12 +65,14 @@ def test_device_fast_paths_follow_the_gpu_ablation():
                 if isinstance(getattr(module, "fused_layernorm", None), bool):
                     assert module.fused_layernorm == (precision == "bf16"), (preset, precision)
                 if isinstance(getattr(module, "sdpa", None), bool):
-                    assert module.sdpa == (not isinstance(module, WindowAttention)), (preset, module)
+                    assert module.sdpa, (preset, module)
+                if isinstance(getattr(module, "window_sdpa", None), bool):
+                    assert isinstance(module, WindowAttention) and not module.window_sdpa, (preset, module)
                 if isinstance(getattr(module, "folded_scales", None), bool):
                     assert module.folded_scales
     swin = _model("swinir-ram-tiny")
     set_device_fast_paths(swin, "cuda:0")
-    assert fast_path_state(swin)["sdpa"][0] == 0 < fast_path_state(swin)["sdpa"][1]
+    assert fast_path_state(swin)["window_sdpa"][0] == 0 < fast_path_state(swin)["window_sdpa"][1]
     restormer = _model("restormer-tiny")
     set_device_fast_paths(restormer, "cuda", "fp16")
     assert fast_path_state(restormer)["sdpa"][0] == fast_path_state(restormer)["sdpa"][1] > 0

@@ -1,16 +1,16 @@
 """Exact fast paths of the backbone zoo and the switches that turn them on and off.
 
-Three in-layer fast paths exist; each layer that has one carries a boolean attribute of the same name and keeps the
+Four in-layer fast paths exist; each layer that has one carries a boolean attribute of the same name and keeps the
 official formula (the "plain" path) right next to the fast one:
 
 * ``fused_layernorm`` — channel LayerNorm of (B,C,H,W) maps (:class:`~anyrestore.archs.blocks.LayerNorm2d`,
   :class:`~anyrestore.archs.blocks.ChannelLayerNorm`) through one ``F.layer_norm`` call on the channels-last view
   (BiasFree: one ``var`` over channels) instead of the hand-written mean/var formula on permuted copies. The output
   keeps the input's memory format.
-* ``sdpa`` — the fast attention kernels. SwinIR window attention goes through ``F.scaled_dot_product_attention``
-  with the relative-position bias and the shift mask summed into one 4-D ``attn_mask`` (gathered once per block
-  call, not per window) and the scale passed as ``scale``. The transposed channel attention of Restormer/PromptIR
-  (MDTA) and RetinexFormer (IG-MSA) applies the q/k L2 norms and the temperature to the small d×d map instead of
+* ``window_sdpa`` — SwinIR window attention through ``F.scaled_dot_product_attention``, with the
+  relative-position bias and the shift mask summed into one 4-D ``attn_mask`` (gathered once per block call, not per
+  window) and the scale passed as ``scale``.
+* ``sdpa`` — the transposed channel attention of Restormer/PromptIR (MDTA) and RetinexFormer (IG-MSA) applies the q/k L2 norms and the temperature to the small d×d map instead of
   the d×HW maps (:func:`~anyrestore.archs.blocks.transposed_attention`); SDPA is the same function there but its
   head size would be H·W, which only the unfused math kernel takes, and it measured slower on CPU.
 * ``folded_scales`` — NAFNet blocks (:class:`~anyrestore.archs.nafnet.NAFBlock`) fold β, γ and the SCA channel
@@ -36,7 +36,7 @@ from torch import nn
 
 from anyrestore.errors import ConfigError
 
-FAST_PATHS = ("fused_layernorm", "sdpa", "folded_scales")
+FAST_PATHS = ("fused_layernorm", "sdpa", "window_sdpa", "folded_scales")
 #: state of the in-layer switches of a freshly constructed layer
 FAST_BY_DEFAULT = True
 
@@ -44,18 +44,20 @@ _MODEL_ATTRS = ("meta", "arch_name", "arch_kwargs", "preset_name", "pad_multiple
 
 
 def set_fast_paths(model: nn.Module, enabled: bool = True, *, fused_layernorm: bool | None = None,
-                   sdpa: bool | None = None, folded_scales: bool | None = None) -> nn.Module:
+                   sdpa: bool | None = None, window_sdpa: bool | None = None,
+                   folded_scales: bool | None = None) -> nn.Module:
     """Switch the in-layer fast paths of every submodule of ``model`` (in place).
 
     Args:
         model: any module; submodules without a fast path are left alone.
         enabled: value for every switch not given explicitly.
-        fused_layernorm, sdpa, folded_scales: per-path override (``None`` -> ``enabled``).
+        fused_layernorm, sdpa, window_sdpa, folded_scales: per-path override (``None`` -> ``enabled``).
 
     Returns:
         ``model`` itself.
     """
-    given = {"fused_layernorm": fused_layernorm, "sdpa": sdpa, "folded_scales": folded_scales}
+    given = {"fused_layernorm": fused_layernorm, "sdpa": sdpa, "window_sdpa": window_sdpa,
+             "folded_scales": folded_scales}
     values = {name: enabled if value is None else bool(value) for name, value in given.items()}
     for module in model.modules():
         for name, value in values.items():
@@ -73,23 +75,17 @@ def set_device_fast_paths(model: nn.Module, device: torch.device | str, precisio
 
     * ``fused_layernorm`` only under bf16: the one ``F.layer_norm`` call on the channels-last view costs 10 % in fp32
       and up to 17 % in fp16 on Restormer/PromptIR, and gains 10-12 % in bf16;
-    * ``sdpa`` on for the transposed attention of Restormer/PromptIR/RetinexFormer (+3 % in fp32) and off for
-      SwinIR's window attention, where the gathered bias+mask ``attn_mask`` made it 9 % slower in fp32 and 21 %
-      in fp16;
+    * ``sdpa`` on for the transposed attention of Restormer/PromptIR/RetinexFormer (+3 % in fp32);
+    * ``window_sdpa`` off: the gathered bias+mask ``attn_mask`` made SwinIR's window attention 9 % slower in fp32
+      and 21 % in fp16;
     * ``folded_scales`` on (NAFNet; not measured alone on a GPU, and it only removes work).
 
     Returns:
         ``model`` itself.
     """
-    from anyrestore.archs.swinir import WindowAttention  # here: the zoo's modules import this file
-
     if torch.device(device).type != "cuda":
         return set_fast_paths(model, True)
-    set_fast_paths(model, True, fused_layernorm=precision == "bf16")
-    for module in model.modules():
-        if isinstance(module, WindowAttention):
-            module.sdpa = False
-    return model
+    return set_fast_paths(model, True, fused_layernorm=precision == "bf16", window_sdpa=False)
 
 
 def fast_path_state(model: nn.Module) -> dict[str, tuple[int, int]]:

@@ -128,7 +128,7 @@ class WindowAttention(nn.Module):
             self.relative_position_bias_table = None
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
-        self.sdpa = FAST_BY_DEFAULT
+        self.window_sdpa = FAST_BY_DEFAULT
 
     def position_bias(self) -> torch.Tensor | None:
         """The gathered relative-position bias (heads, N, N), or None without a table.
@@ -146,7 +146,7 @@ class WindowAttention(nn.Module):
         bw, n, c = x.shape
         qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (B·nW, heads, N, head_dim)
-        if self.sdpa:
+        if self.window_sdpa:
             # softmax(q·kᵀ·scale + bias + mask) v in one fused call; bias and shift mask become one additive mask
             # (4-D query and mask: the fused CPU kernel takes nothing else and falls back to the math path)
             bias = self.position_bias()  # (heads, N, N)
