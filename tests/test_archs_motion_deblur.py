@@ -10,9 +10,10 @@ import torch
 
 from _cli_testutil import load_script
 from anyrestore.archs import build_model
-from anyrestore.archs.motion_deblur import (KEEP_LOGIT, LAMBDAS, MIN_SIDE, GlobalMotionDeblur, line_kernels,
-                                            motion_features, wiener_deconvolve)
+from anyrestore.archs.motion_deblur import (BLOCKY, KEEP_LOGIT, LAMBDAS, MIN_SIDE, GlobalMotionDeblur, blockiness,
+                                            line_kernels, motion_features, on_jpeg_grid, wiener_deconvolve)
 from anyrestore.degradations.blur import motion_blur, motion_kernel
+from anyrestore.degradations.jpeg import jpeg
 from anyrestore.io import read_image
 from anyrestore.metrics import psnr
 
@@ -107,6 +108,33 @@ def test_a_trained_share_deblurs_and_the_gradient_reaches_the_head(photo):
     shares, dx, dy = head.from_features(features)
     head.blend(blurred, head.candidates(blurred, dx, dy), shares).mean().backward()
     assert head.mlp[-1].bias.grad.abs().sum() > 0
+
+
+def test_blockiness_finds_the_jpeg_grid_at_any_phase(photo):
+    compressed = jpeg(photo[None], quality=30)
+    assert float(blockiness(photo[None])) < 0.1 < BLOCKY < float(blockiness(compressed))
+    assert float(blockiness(compressed[..., 3:, 5:])) > BLOCKY  # a crop that does not start on a block edge
+
+
+def test_a_dip_on_the_jpeg_lattice_counts_only_in_a_blocky_input(photo):
+    compressed, plain = jpeg(photo[None], quality=30), photo[None]
+    offsets = torch.tensor([[-24.0, -9.2], [0.1, -23.7], [12.2, -7.0], [-24.6, 3.0], [4.0, 0.0]], dtype=torch.float64)
+    for image, expected in ((compressed, [True, True, False, False, False]), (plain, [False] * 5)):
+        found = [bool(on_jpeg_grid(dx[None], dy[None], image)) for dx, dy in offsets]
+        assert found == expected
+
+
+@pytest.mark.parametrize("quality, kept", [(None, False), (30, True)])
+def test_the_stage_leaves_a_blocky_input_alone_when_its_dip_is_on_the_jpeg_lattice(photo, quality, kept):
+    """A vertical 24-px blur puts the dip at (0, -24), on the lattice: deconvolved when the input is not blocky,
+    left as it is when it is a JPEG (where the block grid puts dips there too)."""
+    blurred = _blur(photo, 24, 90)
+    degraded = blurred if quality is None else jpeg(blurred, quality=quality)
+    head = GlobalMotionDeblur()
+    with torch.no_grad():
+        head.mlp[-1].bias.copy_(torch.tensor([-10.0, -10.0, 10.0, -10.0]))  # the head is sure: deconvolve
+    out = head(degraded, degraded)
+    assert torch.equal(out, degraded) == kept
 
 
 def test_nafnet_runs_the_motion_stage_first_under_its_own_keys(photo):

@@ -14,6 +14,12 @@ weights (a Wiener filter with a gradient prior, in closed form in the Fourier do
 shares that a small head predicts from the estimate's statistics. Untrained, each share is about 1.7 %; trained,
 they stay near 0 for inputs without a linear blur, and below SKIP_BELOW the deconvolutions are not computed at all.
 The Predictor runs it once per image after the tiles (``global_stage``), like the other stages.
+
+One rule is not learnt: JPEG's 8×8 block edges also put cepstral dips on the lattice lines ``x`` or ``y`` = ±8, ±16,
+±24, ±32, and the head's six statistics cannot tell those from a blur. So a dip on that lattice in an input that is
+visibly blocky (:func:`on_jpeg_grid`) is left alone, whatever the head says. A real blur whose dip falls there in a
+JPEG goes undeblurred (the U-Net's output is kept): a lost gain, where the deconvolution of a false dip cost up to
+9 dB.
 """
 from __future__ import annotations
 
@@ -34,6 +40,9 @@ MAX_SIDE = 256  # statistics from a centred crop at most this large: the depths 
 LAMBDAS = (0.01, 0.03, 0.1)  # candidate prior weights: sharp, medium, smooth
 KEEP_LOGIT = 4.0  # untrained, each candidate gets about 1.7 %
 SKIP_BELOW = 1e-3  # shares this small change no 8-bit level
+JPEG_GRID = 8  # JPEG's block size: its block edges put cepstral dips on the lines x or y = ±8, ±16, ...
+GRID_TOLERANCE = 0.5  # pixels from such a line
+BLOCKY = 0.3  # log ratio of the strongest 8-periodic edge phase to the mean, in both directions: visibly blocky
 MIN_SIDE = MAX_SIDE  # smaller images are left as they are: fewer blocks than in training make dips look deeper
 _LOG_EPS = 1e-10
 
@@ -109,6 +118,32 @@ def motion_features(image: torch.Tensor) -> torch.Tensor:
 
 
 N_HEAD_FEATURES = 6
+
+
+def blockiness(image: torch.Tensor) -> torch.Tensor:
+    """(B,3,H,W) -> (B,) how much stronger the grey image's edges are on one phase of an 8-pixel grid than on
+    average, as a log ratio, the weaker of the horizontal and vertical values (0 for no block grid; JPEG blocks raise
+    both). Any grid phase counts, so crops of a JPEG need not start on a block edge."""
+    grey = centre_crop_at_most(image.float(), MAX_SIDE).mean(dim=1)
+    values = []
+    for steps in ((grey[..., :, 1:] - grey[..., :, :-1]).abs().mean(dim=1),
+                  (grey[..., 1:, :] - grey[..., :-1, :]).abs().mean(dim=2)):
+        n = steps.shape[1] // JPEG_GRID * JPEG_GRID
+        phases = steps[:, :n].reshape(len(steps), -1, JPEG_GRID).mean(dim=1)
+        values.append((phases.max(dim=1).values + 1e-5).log() - (phases.mean(dim=1) + 1e-5).log())
+    return torch.minimum(*values)
+
+
+def on_jpeg_grid(dx: torch.Tensor, dy: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
+    """(B,) True where the cepstral dip at ``(dx, dy)`` lies on the JPEG block lattice (a coordinate within
+    GRID_TOLERANCE of a non-zero multiple of 8) and the input is visibly blocky: the dip is then the blocks' grid, not a
+    blur. On the tenth release's own training set, leaving these alone dropped 13 of its 47 deconvolutions that cost
+    more than 0.5 dB (-58.6 dB in all) and 9 of its 394 that gained more than 0.5 dB (+15.2 dB)."""
+    def near_line(c: torch.Tensor) -> torch.Tensor:
+        k = torch.round(c / JPEG_GRID)
+        return (k != 0) & ((c - JPEG_GRID * k).abs() < GRID_TOLERANCE)
+
+    return (near_line(dx) | near_line(dy)) & (blockiness(degraded).to(dx.device) > BLOCKY)
 
 
 def line_kernels(dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
@@ -247,4 +282,6 @@ class GlobalMotionDeblur(nn.Module):
     def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
         if min(restored.shape[-2:]) < MIN_SIDE:
             return restored
-        return self.apply(restored, *self.from_features(motion_features(restored)))
+        shares, dx, dy = self.from_features(motion_features(restored))
+        shares = torch.where(on_jpeg_grid(dx, dy, degraded)[:, None], torch.zeros_like(shares), shares)
+        return self.apply(restored, shares, dx, dy)
