@@ -204,15 +204,19 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
-def evaluate_degradation(spec: str, photos: list[tuple[str, torch.Tensor]], predictor) -> dict:
-    """Degrade each photo with ``spec``, restore it, score input / output / baselines. Returns one report row."""
+def evaluate_degradation(spec: str, photos: list[tuple[str, torch.Tensor]], predictor, *,
+                         eight_bit: bool = True) -> dict:
+    """Degrade each photo with ``spec``, restore it, score input / output / baselines. Returns one report row.
+
+    The degraded input is rounded to 8-bit levels, as a saved PNG or JPEG would be; ``eight_bit=False`` keeps it as the
+    degradation returned it (float), as a caller passing arrays straight to the model would."""
     sampler = build_sampler(spec)
     per_image, images = [], []
     for name, clean in photos:
         seed = seed_for(spec, name)
         lq, labels = sampler(clean[None], seeds=[seed])
         label = labels[0]
-        lq = torch.round(lq[0].clamp(0, 1) * 255.0) / 255.0
+        lq = torch.round(lq[0].clamp(0, 1) * 255.0) / 255.0 if eight_bit else lq[0].clamp(0, 1)
         with torch.inference_mode():
             out = predictor(lq)
         per_image.append({"name": name, "seed": seed, "params": label["params"],
@@ -289,7 +293,9 @@ def markdown(report: dict) -> str:
     lines = [f"Model `{report['model']}` ({report['parameters']:,} parameters); {len(report['photos'])} photo(s) from "
              f"{report['photos_dir']}: {', '.join(report['photos'])}; crop {report['crop'] or 'full'}; "
              f"PSNR/SSIM {report['protocol']} RGB; blind (the model is not told the degradation); baselines use the "
-             "true degradation and their best grid setting.", "",
+             "true degradation and their best grid setting"
+             + ("" if report.get("eight_bit_inputs", True) else "; inputs fed as float, not rounded to 8 bits") + ".",
+             "",
              "| degradation | spec | input PSNR | output PSNR | output SSIM | gain dB | baseline | baseline PSNR "
              "| target | margin dB | result |",
              "|---|---|---:|---:|---:|---:|---|---:|---|---:|---|"]
@@ -333,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speed-degradation", default="noise:25",
                         help="degradation of the timing image (content-adaptive stages cost more on some inputs: "
                              "motion_blur:medium makes the default model's motion stage deconvolve)")
+    parser.add_argument("--float-inputs", action="store_true",
+                        help="feed the degraded images as float, not rounded to 8-bit levels (as arrays passed "
+                             "straight to the model would be; saved images are 8-bit)")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
     parser.add_argument("--quick", action="store_true", help="sanity run: first photo only, one timed speed run")
     parser.add_argument("--json", type=Path, default=None, help="write the full report (per image too) as JSON")
@@ -372,10 +381,10 @@ def run(args: argparse.Namespace) -> dict:
               "parameters": sum(p.numel() for p in model.parameters()),
               "photos_dir": str(paths[0].parent), "photos": [n for n, _ in photos], "crop": args.crop,
               "protocol": PROTOCOL, "crop_border": 0, "y_channel": False, "tile": args.tile, "threads": args.threads,
-              "rows": []}
+              "eight_bit_inputs": not args.float_inputs, "rows": []}
     for s in specs:
         t0 = time.perf_counter()
-        row = evaluate_degradation(s, photos, predictor)
+        row = evaluate_degradation(s, photos, predictor, eight_bit=not args.float_inputs)
         row["seconds"] = time.perf_counter() - t0
         report["rows"].append(row)
         print(f"  {s}: in {_f(row['input_psnr'])} -> out {_f(row['output_psnr'])} dB ({row['seconds']:.1f} s)",

@@ -140,3 +140,27 @@ def test_random_level_spec_uses_each_images_own_sigma(bench, tmp_path):
     assert sigmas[0] != sigmas[1] and row["params"] is None  # the seed differs by photo name
     assert row["target"] is None and row["status"] == "-"
     assert row["baseline"]["name"] == "NLM" and "h/sigma" in row["baseline"]["params"]
+
+
+def test_float_inputs_skip_the_8bit_rounding(bench, tmp_path):
+    """--float-inputs feeds the degradation's float output; the default rounds it to 8-bit levels first."""
+    from anyrestore.degradations import build_sampler
+
+    rows = {}
+    for extra in ((), ("--float-inputs",)):
+        folder = tmp_path / ("float" if extra else "8bit")
+        folder.mkdir()
+        rc, out_json, out_md = _run(bench, folder, "--no-speed", *extra)
+        assert rc == 0
+        report = json.loads(out_json.read_text())
+        assert report["eight_bit_inputs"] == (not extra)
+        assert ("not rounded to 8 bits" in out_md.read_text()) == bool(extra)
+        rows[bool(extra)] = report["rows"][1]  # blur:k15s2.0
+    clean = bench.centre_crop(bench.read_image(CHELSEA)[:3].float(), 96)
+    lq, _ = build_sampler("blur:k15s2.0")(clean[None], seeds=[bench.seed_for("blur:k15s2.0", "chelsea.png")])
+    lq = lq[0].clamp(0, 1)
+    rounded = torch.round(lq * 255) / 255
+    assert not torch.equal(lq, rounded)
+    for floats, image in ((False, rounded), (True, lq)):
+        assert rows[floats]["per_image"][0]["input_psnr"] == pytest.approx(
+            bench.psnr(image, clean, protocol=bench.PROTOCOL), abs=1e-9)

@@ -207,6 +207,18 @@ def test_normalisation_round_trip(image):
     assert abs(seen[0] - (0 + (0.485 - 0.456) / 0.224 + (0.485 - 0.406) / 0.225) / 3) < 1e-5
 
 
+def test_input_levels_round_the_predictors_input_and_survive_the_metadata(image):
+    """A model trained on 8-bit images sees a float array exactly as the same image saved as a PNG."""
+    eight_bit = torch.round(image * 255) / 255
+    assert not torch.equal(image, eight_bit)
+    rounding = Identity(meta=ModelMeta(pad_multiple=8, input_levels=255))
+    assert torch.equal(Predictor(rounding, tile=0)(image), eight_bit)
+    assert torch.equal(Predictor(Identity(multiple=8), tile=0)(image), image)  # no levels: taken as given
+    meta = ModelMeta(pad_multiple=16, input_levels=255)
+    assert ModelMeta.from_dict(meta.to_dict()) == meta
+    assert "input_levels" not in ModelMeta(pad_multiple=16).to_dict()  # earlier files' metadata unchanged
+
+
 def test_batch_bf16_and_progress(image):
     calls = []
     model = LocalNet()

@@ -276,8 +276,8 @@ register_preset("nafnet-maskdcpt", "nafnet",
 register_preset("nafnet-default", "nafnet", default=True,
                 description="compact NAFNet (4.45 M) + whole-image motion deblurring, unsharp mask and exposure "
                             "curve: the shipped all-in-one default model (weights bundled)",
-                pad_multiple=16, width=24, enc_blocks=(1, 1, 2, 4), middle_blocks=2, dec_blocks=(1, 1, 1, 1),
-                pad_mode="reflect", sharpen=True, tone_curve=True, motion_deblur=True)
+                pad_multiple=16, input_levels=255, width=24, enc_blocks=(1, 1, 2, 4), middle_blocks=2,
+                dec_blocks=(1, 1, 1, 1), pad_mode="reflect", sharpen=True, tone_curve=True, motion_deblur=True)
 register_preset("nafnet-tiny", "nafnet", description="tiny NAFNet for tests and smoke runs",
                 pad_multiple=16, width=8, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1))
 

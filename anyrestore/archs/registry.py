@@ -35,11 +35,21 @@ class ModelMeta:
         pad_multiple: H and W must be multiples of this before the body runs (the Predictor pads).
         mean, std: per-channel input normalisation ``(x - mean) / std`` applied to [0,1] RGB input, and undone
             on the output; ``None`` means the model takes [0,1] directly.
+        input_levels: the input precision the model was trained at (255: 8-bit images). The Predictor rounds its
+            input to these levels first, so a float array restores exactly like the same image saved as a PNG;
+            ``None`` takes the input as given. Training code does not round (its data is what it is).
     """
 
     pad_multiple: int = 1
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    input_levels: int | None = None
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        """[0,1] RGB -> rounded to ``input_levels`` (unchanged without them)."""
+        if self.input_levels is None:
+            return x
+        return torch.round(x * self.input_levels) / self.input_levels
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """[0,1] RGB (B,C,H,W) -> the model's input space."""
@@ -58,7 +68,10 @@ class ModelMeta:
         return y * std + mean
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pad_multiple": self.pad_multiple, "mean": self.mean, "std": self.std}
+        data = {"pad_multiple": self.pad_multiple, "mean": self.mean, "std": self.std}
+        if self.input_levels is not None:  # absent otherwise: the metadata of earlier files stays as it was
+            data["input_levels"] = self.input_levels
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelMeta":
@@ -67,6 +80,7 @@ class ModelMeta:
             pad_multiple=int(data.get("pad_multiple", 1)),
             mean=tuple(float(v) for v in mean) if mean is not None else None,
             std=tuple(float(v) for v in std) if std is not None else None,
+            input_levels=int(data["input_levels"]) if data.get("input_levels") is not None else None,
         )
 
 
@@ -131,13 +145,15 @@ def register_preset(
     pad_multiple: int,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
+    input_levels: int | None = None,
     default: bool = False,
     **kwargs: Any,
 ) -> Preset:
     """Register a named configuration of ``arch`` with its inference metadata."""
     if name in PRESETS:
         raise ValueError(f"preset {name!r} is registered twice")
-    preset = Preset(name, arch, MappingProxyType(dict(kwargs)), ModelMeta(pad_multiple, mean, std), description, default)
+    preset = Preset(name, arch, MappingProxyType(dict(kwargs)), ModelMeta(pad_multiple, mean, std, input_levels), description,
+                    default)
     PRESETS[name] = preset
     return preset
 

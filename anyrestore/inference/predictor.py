@@ -177,7 +177,7 @@ class Predictor:
     @torch.inference_mode()
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         h, w = batch.shape[-2:]
-        x = pad_to_multiple(self.meta.normalize(batch.cpu()), self.multiple)
+        x = pad_to_multiple(self.meta.normalize(self.meta.quantize(batch.cpu())), self.multiple)
         if self._whole_first(h * w):
             try:
                 y = self._forward(x.to(self.device))
