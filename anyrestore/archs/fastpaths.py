@@ -10,9 +10,10 @@ official formula (the "plain" path) right next to the fast one:
 * ``window_sdpa`` — SwinIR window attention through ``F.scaled_dot_product_attention``, with the
   relative-position bias and the shift mask summed into one 4-D ``attn_mask`` (gathered once per block call, not per
   window) and the scale passed as ``scale``.
-* ``sdpa`` — the transposed channel attention of Restormer/PromptIR (MDTA) and RetinexFormer (IG-MSA) applies the q/k L2 norms and the temperature to the small d×d map instead of
-  the d×HW maps (:func:`~anyrestore.archs.blocks.transposed_attention`); SDPA is the same function there but its
-  head size would be H·W, which only the unfused math kernel takes, and it measured slower on CPU.
+* ``sdpa`` — the transposed channel attention of Restormer/PromptIR (MDTA) and RetinexFormer (IG-MSA) applies the
+  q/k L2 norms and the temperature to the small d×d map instead of the d×HW maps
+  (:func:`~anyrestore.archs.blocks.transposed_attention`); SDPA is the same function there but its head size would
+  be H·W, which only the unfused math kernel takes, and it measured slower on CPU.
 * ``folded_scales`` — NAFNet blocks (:class:`~anyrestore.archs.nafnet.NAFBlock`) fold β, γ and the SCA channel
   scale into the 1×1 convolution weights that precede them, saving three passes over each block's feature map.
 

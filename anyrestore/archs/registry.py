@@ -152,8 +152,8 @@ def register_preset(
     """Register a named configuration of ``arch`` with its inference metadata."""
     if name in PRESETS:
         raise ValueError(f"preset {name!r} is registered twice")
-    preset = Preset(name, arch, MappingProxyType(dict(kwargs)), ModelMeta(pad_multiple, mean, std, input_levels), description,
-                    default)
+    meta = ModelMeta(pad_multiple, mean, std, input_levels)
+    preset = Preset(name, arch, MappingProxyType(dict(kwargs)), meta, description, default)
     PRESETS[name] = preset
     return preset
 
