@@ -69,6 +69,8 @@ from anyrestore.degradations.pipeline import degrade
 from anyrestore.io import atomic_write_bytes, read_image
 
 THUMB = 128  # tone_curve: whole-photo thumbnails
+DARK_WINDOW_MEAN = 0.22  # tone_curve: a window this dark in the clean photo is a dark scene, not an exposure error
+DARK_WINDOW_TRIES = 200
 LOSS_SIDE = 64
 CROP = 128  # sharpen: native-resolution crops
 MOTION_CROP = 256  # motion_deblur: native-resolution crops holding several 128² spectrum blocks
@@ -110,29 +112,48 @@ def _random_square(photos: list[torch.Tensor], generator: torch.Generator, side_
     return photo[:, top:top + side, left:left + side]
 
 
-def make_thumbnails(paths: list[Path], count: int, seed: int) -> torch.Tensor:
-    """Square windows of 50-100 % of the photos' short side, area-resized to THUMB² (a whole-photo view)."""
+def make_thumbnails(paths: list[Path], count: int, seed: int, dark_window_share: float = 0.0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Square windows of 50-100 % of the photos' short side, area-resized to THUMB² (a whole-photo view).
+
+    A ``dark_window_share`` of them are instead small windows (THUMB to half the short side) that are dark in the
+    photo itself (grey mean below DARK_WINDOW_MEAN): real dark scenes, as a crop or tile of a night photo or a shadow
+    shows them, which the curve must keep; ``natural_dark`` marks them."""
     generator = torch.Generator().manual_seed(seed)
     photos = [read_image(p)[:3] for p in paths]
     side_of = lambda h, w: min(max(THUMB, int(min(h, w) * _uniform(generator, 0.5, 1.0))), h, w)  # noqa: E731
+    small_side = lambda h, w: min(max(THUMB, int(min(h, w) * _uniform(generator, 0.18, 0.5))), h, w)  # noqa: E731
     out = torch.empty(count, 3, THUMB, THUMB)
+    natural_dark = torch.zeros(count, dtype=torch.bool)
+    wants_dark = torch.rand(count, generator=generator) < dark_window_share if dark_window_share > 0 else natural_dark
     for i in range(count):
-        crop = _random_square(photos, generator, side_of)
+        crop = None
+        if wants_dark[i]:
+            for _ in range(DARK_WINDOW_TRIES):
+                window = _random_square(photos, generator, small_side)
+                if window.mean() < DARK_WINDOW_MEAN:
+                    crop, natural_dark[i] = window, True
+                    break
+        if crop is None:
+            crop = _random_square(photos, generator, side_of)
         out[i] = F.interpolate(crop[None], size=(THUMB, THUMB), mode="area")[0] if crop.shape[-1] != THUMB else crop
-    return out
+    return out, natural_dark
 
 
-def degrade_all(clean: torch.Tensor, share: float, scene_share: float, seed: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def degrade_all(clean: torch.Tensor, share: float, scene_share: float, seed: int,
+                natural_dark: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Degrade the thumbnails in place of a data loader. A ``share`` of them is under-exposed (``dark`` marks
     them); a ``scene_share`` first becomes a dark scene, ``s * x^g`` with g in [1, 1.6] and s in [0.55, 0.9]
     (the mild dark copies of scripts/make_dark_photos.py), which is then its own clean target; the rest, dark
-    scenes included, get the default model's training mixture."""
+    scenes included, get the default model's training mixture. ``natural_dark`` thumbnails (already dark in the
+    photo) only get the mixture."""
     generator = torch.Generator().manual_seed(seed + 1)
     degraded = torch.empty_like(clean)
     dark = torch.zeros(len(clean), dtype=torch.bool)
     for i in range(len(clean)):
         draw = torch.rand((), generator=generator).item()
+        if natural_dark is not None and natural_dark[i]:
+            draw = 1.0
         if draw < share:
             degraded[i] = under_expose(clean[i], generator)
             dark[i] = True
@@ -254,6 +275,8 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, weights_sha25
               "seed": args.seed, "photos": sorted(map(str, args.photos))}
     if args.stage == "tone_curve":
         recipe.update(dark=args.dark_share, scene=args.scene_share)
+        if args.dark_window_share:
+            recipe.update(dark_windows=args.dark_window_share)
     elif args.stage == "sharpen":
         recipe.update(blur=args.blur_share)
     else:
@@ -270,8 +293,8 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, weights_sha25
             return cached
     paths = photo_paths(args.photos)
     if args.stage == "tone_curve":
-        clean = make_thumbnails(paths, args.samples, args.seed)
-        degraded, marked = degrade_all(clean, args.dark_share, args.scene_share, args.seed)
+        clean, natural_dark = make_thumbnails(paths, args.samples, args.seed, args.dark_window_share)
+        degraded, marked = degrade_all(clean, args.dark_share, args.scene_share, args.seed, natural_dark)
     elif args.stage == "sharpen":
         clean = make_crops(paths, args.samples, args.seed)
         degraded, marked = blur_or_mix(clean, args.blur_share, args.seed)
@@ -288,6 +311,9 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, weights_sha25
         small = lambda t: F.interpolate(t, size=(LOSS_SIDE, LOSS_SIDE), mode="area")  # noqa: E731
         restored, clean = small(restored), small(clean)
     data = {"key": key, "features": features, "restored": restored, "clean": clean, "marked": marked}
+    if args.stage == "tone_curve":
+        data["natural_dark"] = natural_dark
+        print(f"{int(natural_dark.sum())} dark windows of the photos kept dark", flush=True)
     if later:  # the later stages' own statistics, so the loss sees what inference will output
         if any(stage.features_from != "degraded" for stage in later):
             raise SystemExit("train_global_stage: a later stage reads the restored image; train it after this one")
@@ -333,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dark-share", type=float, default=0.3, help="tone_curve: share of under-exposed samples")
     parser.add_argument("--scene-share", type=float, default=0.4,
                         help="tone_curve: share of thumbnails turned into clean dark scenes (kept dark)")
+    parser.add_argument("--dark-window-share", type=float, default=0.0,
+                        help="tone_curve: share of thumbnails that are small windows already dark in the photo "
+                             "(kept dark; the shipped head was trained with 0)")
     parser.add_argument("--blur-share", type=float, default=0.3,
                         help="sharpen: share of crops with Gaussian blur, sigma 0.5-3 (the rest: the mixture)")
     parser.add_argument("--motion-share", type=float, default=0.4,
@@ -473,7 +502,10 @@ def _validate(head, data: dict, idx: torch.Tensor, name: str, later=()) -> str:
     restored = run_later(data["restored"][idx], data, idx, later).clamp(0, 1)
     clean, marked = data["clean"][idx], data["marked"][idx]
     gain = lambda m: (psnr_loss(restored[m], clean[m]) - psnr_loss(out[m], clean[m])).item()  # noqa: E731
-    return json.dumps({f"{name} gain dB": round(gain(marked), 2), "other gain dB": round(gain(~marked), 2)})
+    report = {f"{name} gain dB": round(gain(marked), 2), "other gain dB": round(gain(~marked), 2)}
+    if data.get("natural_dark") is not None and data["natural_dark"][idx].any():
+        report["dark windows gain dB"] = round(gain(data["natural_dark"][idx]), 2)
+    return json.dumps(report)
 
 
 if __name__ == "__main__":

@@ -211,3 +211,25 @@ def test_training_script_reuses_its_cache_only_for_the_same_recipe(tmp_path, cap
     a, b = load_model(tmp_path / "a.safetensors"), load_model(tmp_path / "b.safetensors")
     for key, value in a.state_dict().items():
         assert torch.equal(b.state_dict()[key], value), key
+
+
+def test_dark_windows_are_dark_in_the_photo_and_kept_as_they_are(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    texture = _rand(3, 400, 600, seed=12)
+    photo = 0.55 + 0.4 * texture
+    photo[:, :, :300] = 0.03 + 0.12 * texture[:, :, :300]  # the left half is a dark scene
+    write_image(photos / "half.png", photo)
+    script = _script()
+    paths = [photos / "half.png"]
+    thumbs, natural_dark = script.make_thumbnails(paths, 40, seed=3, dark_window_share=0.5)
+    assert 5 < int(natural_dark.sum()) < 35
+    assert torch.all(thumbs[natural_dark].mean(dim=(1, 2, 3)) < script.DARK_WINDOW_MEAN)
+    plain, none_dark = script.make_thumbnails(paths, 40, seed=3)
+    assert not none_dark.any() and plain.mean() > 0.3  # whole-photo views: half bright
+
+    clean = thumbs.clone()
+    degraded, under_exposed = script.degrade_all(clean, share=0.5, scene_share=0.5, seed=4, natural_dark=natural_dark)
+    assert not under_exposed[natural_dark].any() and under_exposed[~natural_dark].any()
+    assert torch.equal(clean[natural_dark], thumbs[natural_dark])  # never made a darker "scene": its own target
+    assert not torch.equal(clean[~natural_dark], thumbs[~natural_dark])  # others did become dark scenes
