@@ -191,6 +191,39 @@ def test_restore_cli_local_only_flag(tmp_path):
     assert (outs[False] - outs[True]).abs().max() > 2 / 255
 
 
+def _square_root_curve_model():
+    """nafnet-tiny whose U-Net is the identity and whose curve is f(x) = sqrt(x) per channel (equal increments at
+    the knots (k/K)^2): a strong, known brightening."""
+    torch.manual_seed(0)
+    model = build_model("nafnet-tiny", tone_curve=True).eval()
+    head = model.tone_curve
+    with torch.no_grad():
+        model.ending.weight.zero_()
+        model.ending.bias.zero_()
+        head.mlp[-1].bias[: head.segments] = -torch.log(head.knots.diff())
+        head.mlp[-1].bias[head.segments] = 20.0  # per channel
+    return model
+
+
+def test_restore_cli_names_the_images_the_exposure_curve_brightened(tmp_path, capsys):
+    import anyrestore.cli as cli
+    from anyrestore.io import read_image
+
+    weights = save_model(_square_root_curve_model(), tmp_path / "sqrt.safetensors")
+    photos = tmp_path / "in"
+    photos.mkdir()
+    write_image(photos / "night.png", torch.full((3, 32, 32), 0.1))
+    write_image(photos / "day.png", torch.full((3, 32, 32), 0.81))
+    assert cli.main(["restore", str(photos), "-o", str(tmp_path / "auto"), "--model", str(weights)]) == 0
+    out = capsys.readouterr().out
+    night = read_image(tmp_path / "auto" / "night.png")
+    assert abs(night.mean().item() - 0.1 ** 0.5) < 0.01  # the curve ran: sqrt(0.1) = 0.32
+    assert "brightened 1 image(s)" in out and "night.png 0.10 -> 0.32" in out and "day.png" not in out.split("note:")[1]
+    assert "--local-only" in out.split("note:")[1]
+    assert cli.main(["restore", str(photos), "-o", str(tmp_path / "kept"), "--model", str(weights), "--local-only"]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_training_script_reuses_its_cache_only_for_the_same_recipe(tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -87,18 +87,40 @@ def run(args: argparse.Namespace) -> int:
                           global_stage=not args.local_only)
     outdir.mkdir(parents=True, exist_ok=True)
 
+    watch_exposure = getattr(model, "tone_curve", None) is not None and not args.local_only
+    brightened: list[tuple[Path, float, float]] = []
     start = time.perf_counter()
     for src, dst in tqdm(list(zip(inputs, outputs)), desc="restore", unit="img", disable=len(inputs) < 2):
         image, info = read_image_info(src)
-        write_image(dst, predictor(image), info=info)
+        restored = predictor(image)
+        write_image(dst, restored, info=info)
+        if watch_exposure and strongly_brightened(image, restored):
+            brightened.append((src, float(image[:3].mean()), float(restored[:3].mean())))
     elapsed = time.perf_counter() - start
     print(f"restored {len(inputs)} image(s) with model '{model_name}' on {predictor.device} in {elapsed:.1f} s "
           f"-> {outdir}")
     for dst in outputs if len(outputs) <= 5 else []:
         print(f"  {dst}")
+    if brightened:
+        listed = ", ".join(f"{src.name} {before:.2f} -> {after:.2f}" for src, before, after in brightened[:5])
+        print(f"note: the exposure curve brightened {len(brightened)} image(s) by {BRIGHTENED:g}x or more (mean "
+              f"level: {listed}{' ...' if len(brightened) > 5 else ''}); if one is a dark scene (night, low-key) "
+              "rather than an under-exposed photo, restore it again with --local-only")
     if args.sample:
         _report_sample(SAMPLES_DIR, outputs[-1])
     return 0
+
+
+BRIGHTENED = 1.5  # output/input mean level above which the CLI names the image (the exposure curve may misjudge it)
+
+
+def strongly_brightened(image, restored) -> bool:
+    """Whether the restored image's mean level (colour channels, [0, 1]) is BRIGHTENED times the input's or more.
+
+    The default model's exposure curve reads only brightness statistics of the whole image, so it cannot tell a
+    dark scene from an under-exposed photo (anyrestore/weights/README.md); the CLI names the images it brightened."""
+    before, after = float(image[:3].mean()), float(restored[:3].mean())
+    return after >= BRIGHTENED * max(before, 1e-3)
 
 
 def collect_inputs(items: list[str], *, recursive: bool = False) -> list[Path]:
