@@ -220,7 +220,8 @@ def test_restore_cli_names_the_images_the_exposure_curve_brightened(tmp_path, ca
     assert abs(night.mean().item() - 0.1 ** 0.5) < 0.01  # the curve ran: sqrt(0.1) = 0.32
     assert "brightened 1 image(s)" in out and "night.png 0.10 -> 0.32" in out and "day.png" not in out.split("note:")[1]
     assert "--local-only" in out.split("note:")[1]
-    assert cli.main(["restore", str(photos), "-o", str(tmp_path / "kept"), "--model", str(weights), "--local-only"]) == 0
+    kept = ["restore", str(photos), "-o", str(tmp_path / "kept"), "--model", str(weights), "--local-only"]
+    assert cli.main(kept) == 0
     assert "note:" not in capsys.readouterr().out
 
 
