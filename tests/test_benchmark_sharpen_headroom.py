@@ -1,0 +1,62 @@
+"""benchmarks/sharpen_headroom.py: the shipped unsharp mask against oracle unsharp masking and Wiener deblurring."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CHELSEA = REPO / "anyrestore" / "samples" / "chelsea.png"
+sys.path.insert(0, str(REPO))
+from benchmarks import sharpen_headroom as headroom  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def identity_unet(tmp_path_factory):
+    """nafnet-tiny with an unsharp-mask stage whose U-Net returns its input (a zero ending)."""
+    from anyrestore.archs import build_model
+    from anyrestore.checkpoints import save_model
+
+    folder = tmp_path_factory.mktemp("headroom")
+    photos = folder / "photos"
+    photos.mkdir()
+    shutil.copy(CHELSEA, photos / "chelsea.png")
+    torch.manual_seed(0)
+    model = build_model("nafnet-tiny", sharpen=True)
+    with torch.no_grad():
+        model.ending.weight.zero_()
+        model.ending.bias.zero_()
+    return save_model(model, folder / "tiny.safetensors"), photos
+
+
+def test_gaussian_kernel_is_normalised_and_has_the_given_spread():
+    kernel = headroom.gaussian_kernel(2.0).double()
+    assert kernel.shape == (15, 15) and abs(kernel.sum().item() - 1) < 1e-6
+    offsets = torch.arange(15, dtype=torch.float64) - 7
+    variance = (kernel.sum(dim=0) * offsets ** 2).sum().item()
+    assert abs(variance - 4.0) < 0.05  # truncated at 3.5 sigma: slightly under sigma^2
+    assert headroom.blur_sigma("blur:k15s1.5+noise:15+jpeg:50") == 1.5
+
+
+def test_report_rows_and_the_oracles_deblur_an_unrestored_blur(identity_unet, tmp_path):
+    weights, photos = identity_unet
+    out = tmp_path / "headroom.json"
+    assert headroom.main(["--model", str(weights), "--photos", str(photos), "--crops", "2",
+                          "--degradations", "blur:k15s2.0", "--threads", "1", "--json", str(out)]) == 0
+    (r,) = json.loads(out.read_text())["rows"]
+    assert abs(r["unet_db"] - r["input_db"]) < 1e-6  # the U-Net is the identity here
+    assert r["oracle_wiener_db"] > r["input_db"] + 1.0  # a known Gaussian blur is deconvolved
+    assert r["oracle_unsharp_db"] > r["input_db"]
+    assert "shipped_sharpen_db" in r and r["wiener_sigma"] in {s * 2.0 for s in headroom.KERNEL_SCALES}
+
+
+def test_bad_arguments_are_one_line_errors(identity_unet, tmp_path, capsys):
+    weights, photos = identity_unet
+    assert headroom.main(["--model", str(weights), "--photos", str(photos), "--degradations", "noise:25"]) == 2
+    assert "--degradations must be blur specs" in capsys.readouterr().err
+    assert headroom.main(["--model", str(weights), "--photos", str(tmp_path / "none")]) == 2
+    assert "no photos in" in capsys.readouterr().err
