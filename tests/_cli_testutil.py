@@ -19,3 +19,26 @@ def load_script(relative_path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def tiny_stage_model(folder, *, identity_unet: bool = False, **stages):
+    """A saved nafnet-tiny with the given whole-image ``stages`` (sharpen=True, ...) and a photo folder holding the
+    shipped chelsea.png: the inputs of the default-model benchmarks' tests. Returns (weights path, photo folder)."""
+    import shutil
+    from pathlib import Path
+
+    import torch
+
+    from anyrestore.archs import build_model
+    from anyrestore.checkpoints import save_model
+
+    photos = Path(folder) / "photos"
+    photos.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "anyrestore" / "samples" / "chelsea.png", photos / "chelsea.png")
+    torch.manual_seed(0)
+    model = build_model("nafnet-tiny", **stages)
+    if identity_unet:  # a zero ending: the residual U-Net returns its input
+        with torch.no_grad():
+            model.ending.weight.zero_()
+            model.ending.bias.zero_()
+    return save_model(model, Path(folder) / "tiny.safetensors"), photos

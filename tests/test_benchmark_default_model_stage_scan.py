@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import zlib
 from pathlib import Path
@@ -12,23 +11,14 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-CHELSEA = REPO / "anyrestore" / "samples" / "chelsea.png"
 sys.path.insert(0, str(REPO))
+from _cli_testutil import tiny_stage_model  # noqa: E402
 from benchmarks import default_model_stage_scan as scan  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from anyrestore.archs import build_model
-    from anyrestore.checkpoints import save_model
-
-    folder = tmp_path_factory.mktemp("scan")
-    photos = folder / "photos"
-    photos.mkdir()
-    shutil.copy(CHELSEA, photos / "chelsea.png")
-    torch.manual_seed(0)
-    model = build_model("nafnet-tiny", motion_deblur=True, sharpen=True)
-    return save_model(model, folder / "tiny.safetensors"), photos
+    return tiny_stage_model(tmp_path_factory.mktemp("scan"), motion_deblur=True, sharpen=True)
 
 
 def test_crops_are_the_centre_and_the_four_corners():

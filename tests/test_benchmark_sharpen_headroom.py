@@ -2,35 +2,19 @@
 from __future__ import annotations
 
 import json
-import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-CHELSEA = REPO / "anyrestore" / "samples" / "chelsea.png"
-sys.path.insert(0, str(REPO))
-from benchmarks import sharpen_headroom as headroom  # noqa: E402
+from _cli_testutil import load_script, tiny_stage_model
+
+headroom = load_script("benchmarks/sharpen_headroom.py")
 
 
 @pytest.fixture(scope="module")
 def identity_unet(tmp_path_factory):
-    """nafnet-tiny with an unsharp-mask stage whose U-Net returns its input (a zero ending)."""
-    from anyrestore.archs import build_model
-    from anyrestore.checkpoints import save_model
-
-    folder = tmp_path_factory.mktemp("headroom")
-    photos = folder / "photos"
-    photos.mkdir()
-    shutil.copy(CHELSEA, photos / "chelsea.png")
-    torch.manual_seed(0)
-    model = build_model("nafnet-tiny", sharpen=True)
-    with torch.no_grad():
-        model.ending.weight.zero_()
-        model.ending.bias.zero_()
-    return save_model(model, folder / "tiny.safetensors"), photos
+    """nafnet-tiny with an unsharp-mask stage whose U-Net returns its input."""
+    return tiny_stage_model(tmp_path_factory.mktemp("headroom"), identity_unet=True, sharpen=True)
 
 
 def test_gaussian_kernel_is_normalised_and_has_the_given_spread():
