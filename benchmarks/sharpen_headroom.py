@@ -32,6 +32,7 @@ from anyrestore.api import default_model_spec, load_model  # noqa: E402
 from anyrestore.archs.global_sharpen import gaussian_blur  # noqa: E402
 from anyrestore.archs.motion_deblur import wiener_deconvolve  # noqa: E402
 from anyrestore.data.sources import list_images  # noqa: E402
+from anyrestore.degradations.blur import gaussian_kernel  # noqa: E402
 from anyrestore.degradations.pipeline import degrade  # noqa: E402
 from anyrestore.errors import ConfigError  # noqa: E402
 from anyrestore.io import read_image  # noqa: E402
@@ -45,12 +46,6 @@ AMOUNTS = (0.5, 1.0, 1.5, 2.0, 3.0)
 RADII = (1.0, 1.5, 2.0, 3.0)
 KERNEL_SCALES = (0.6, 0.8, 1.0)  # times the row's true sigma
 PRIOR_WEIGHTS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
-
-
-def gaussian_kernel(sigma: float, size: int = KERNEL) -> torch.Tensor:
-    taps = torch.exp(-(torch.arange(size, dtype=torch.float64) - size // 2) ** 2 / (2 * sigma * sigma))
-    taps = taps / taps.sum()
-    return (taps[:, None] * taps[None, :]).float()
 
 
 def blur_sigma(spec: str) -> float:
@@ -92,7 +87,7 @@ def row(model: torch.nn.Module, spec: str, clean: torch.Tensor, seed: int, batch
     best = max(unsharp)
     result.update(oracle_unsharp_db=best[0], unsharp_amount=best[1], unsharp_radius=best[2])
     sigma = blur_sigma(spec)
-    wiener = [(_score(wiener_deconvolve(local, gaussian_kernel(s * sigma)[None].expand(n, -1, -1),
+    wiener = [(_score(wiener_deconvolve(local, gaussian_kernel(KERNEL, s * sigma)[None].expand(n, -1, -1),
                                         torch.full((n,), lam)), clean), s * sigma, lam)
               for s in KERNEL_SCALES for lam in PRIOR_WEIGHTS]
     best = max(wiener)

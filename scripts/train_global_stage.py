@@ -125,7 +125,9 @@ def make_thumbnails(paths: list[Path], count: int, seed: int, dark_window_share:
     small_side = lambda h, w: min(max(THUMB, int(min(h, w) * _uniform(generator, 0.18, 0.5))), h, w)  # noqa: E731
     out = torch.empty(count, 3, THUMB, THUMB)
     natural_dark = torch.zeros(count, dtype=torch.bool)
-    wants_dark = torch.rand(count, generator=generator) < dark_window_share if dark_window_share > 0 else natural_dark
+    wants_dark = torch.zeros(count, dtype=torch.bool)
+    if dark_window_share > 0:  # no draw at 0: the shipped recipe's random stream stays as it was
+        wants_dark = torch.rand(count, generator=generator) < dark_window_share
     for i in range(count):
         crop = None
         if wants_dark[i]:

@@ -17,13 +17,9 @@ def identity_unet(tmp_path_factory):
     return tiny_stage_model(tmp_path_factory.mktemp("headroom"), identity_unet=True, sharpen=True)
 
 
-def test_gaussian_kernel_is_normalised_and_has_the_given_spread():
-    kernel = headroom.gaussian_kernel(2.0).double()
-    assert kernel.shape == (15, 15) and abs(kernel.sum().item() - 1) < 1e-6
-    offsets = torch.arange(15, dtype=torch.float64) - 7
-    variance = (kernel.sum(dim=0) * offsets ** 2).sum().item()
-    assert abs(variance - 4.0) < 0.05  # truncated at 3.5 sigma: slightly under sigma^2
+def test_the_sigma_of_a_blur_spec_is_read_from_its_first_term():
     assert headroom.blur_sigma("blur:k15s1.5+noise:15+jpeg:50") == 1.5
+    assert headroom.blur_sigma("blur:k15s2.0") == 2.0
 
 
 def test_report_rows_and_the_oracles_deblur_an_unrestored_blur(identity_unet, tmp_path):

@@ -94,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
         image, info = read_image_info(src)
         restored = predictor(image)
         write_image(dst, restored, info=info)
-        if watch_exposure and strongly_brightened(image, restored):
-            brightened.append((src, float(image[:3].mean()), float(restored[:3].mean())))
+        if watch_exposure:
+            before, after = mean_level(image), mean_level(restored)
+            if after >= BRIGHTENED * max(before, 1e-3):
+                brightened.append((src, before, after))
     elapsed = time.perf_counter() - start
     print(f"restored {len(inputs)} image(s) with model '{model_name}' on {predictor.device} in {elapsed:.1f} s "
           f"-> {outdir}")
@@ -114,13 +116,13 @@ def run(args: argparse.Namespace) -> int:
 BRIGHTENED = 1.5  # output/input mean level above which the CLI names the image (the exposure curve may misjudge it)
 
 
-def strongly_brightened(image, restored) -> bool:
-    """Whether the restored image's mean level (colour channels, [0, 1]) is BRIGHTENED times the input's or more.
+def mean_level(image) -> float:
+    """Mean of the colour channels of a (C,H,W) image in [0, 1] (alpha left out).
 
-    The default model's exposure curve reads only brightness statistics of the whole image, so it cannot tell a
-    dark scene from an under-exposed photo (anyrestore/weights/README.md); the CLI names the images it brightened."""
-    before, after = float(image[:3].mean()), float(restored[:3].mean())
-    return after >= BRIGHTENED * max(before, 1e-3)
+    The CLI compares it before and after restoring: the default model's exposure curve reads only brightness
+    statistics of the whole image, so it cannot tell a dark scene from an under-exposed photo
+    (anyrestore/weights/README.md), and the CLI names the images it brightened."""
+    return float(image[:3].mean())
 
 
 def collect_inputs(items: list[str], *, recursive: bool = False) -> list[Path]:
