@@ -1,4 +1,4 @@
-"""How much the default model's unsharp-mask stage leaves on the table against oracle deblurring of the U-Net output.
+"""How much the default model's sharpen stage leaves on the table against oracle deblurring of the U-Net output.
 
     python benchmarks/sharpen_headroom.py                          # shipped model, 16 crops of the training photos
     python benchmarks/sharpen_headroom.py --crops 32 --json headroom.json --markdown headroom.md
@@ -6,7 +6,8 @@
 For each Gaussian blur (and the blur+noise+JPEG chain) the same 256² crops are blurred with the library's own
 degradation, rounded to 8 bits and restored by the U-Net alone. The report compares, in mean PSNR:
 
-* the U-Net output, and the output after the shipped unsharp mask (the head's own amount and radius);
+* the U-Net output, and the output after the model's own sharpen stage (its unsharp mask or Wiener deconvolution,
+  with the head's own estimates);
 * an oracle unsharp mask: the best (amount, radius) of a small grid, one setting per row;
 * an oracle Gaussian Wiener deconvolution (:func:`anyrestore.archs.motion_deblur.wiener_deconvolve`, gradient
   prior): the best (kernel sigma, prior weight) of a small grid, one setting per row.
@@ -81,7 +82,7 @@ def row(model: torch.nn.Module, spec: str, clean: torch.Tensor, seed: int, batch
     result = {"degradation": spec, "input_db": _score(degraded, clean), "unet_db": _score(local, clean)}
     head = getattr(model, "sharpen", None)
     if head is not None:
-        result["shipped_sharpen_db"] = _score(head.apply(local, *head.from_features(head.features(degraded))), clean)
+        result["model_sharpen_db"] = _score(head.apply(local, *head.from_features(head.features(degraded))), clean)
     unsharp = [(_score(local + a * (local - gaussian_blur(local, torch.full((n,), r))), clean), a, r)
                for a in AMOUNTS for r in RADII]
     best = max(unsharp)
@@ -98,11 +99,11 @@ def row(model: torch.nn.Module, spec: str, clean: torch.Tensor, seed: int, batch
 def markdown(report: dict) -> str:
     lines = [f"Model `{report['model']}`; {report['crops']} crops of {CROP}² from {report['photos']} training photos "
              f"(seed {report['seed']}); mean PSNR {PROTOCOL} RGB, dB. Oracles: best setting of a grid per row.", "",
-             "| degradation | input | U-Net | shipped unsharp | oracle unsharp (amount, radius) "
-             "| oracle Gaussian Wiener (sigma, prior) | Wiener - shipped |",
+             f"| degradation | input | U-Net | model's stage ({report.get('sharpen_mode') or 'none'}) "
+             "| oracle unsharp (amount, radius) | oracle Gaussian Wiener (sigma, prior) | oracle Wiener - model |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in report["rows"]:
-        shipped = r.get("shipped_sharpen_db")
+        shipped = r.get("model_sharpen_db")
         gap = "-" if shipped is None else _f(r["oracle_wiener_db"] - shipped)
         lines.append(f"| `{r['degradation']}` | {_f(r['input_db'])} | {_f(r['unet_db'])} "
                      f"| {'-' if shipped is None else _f(shipped)} "
@@ -142,7 +143,9 @@ def run(args: argparse.Namespace) -> dict:
         raise ConfigError(f"no photos in {args.photos}: pass --photos DIR or run scripts/prepare_default_photos.py")
     clean = random_crops(paths, args.crops, args.seed)
     rows = [row(model, s, clean, args.seed * 1000 + 100 * i) for i, s in enumerate(specs)]
-    return {"model": str(spec), "photos": len(paths), "crops": args.crops, "seed": args.seed, "rows": rows}
+    head = getattr(model, "sharpen", None)
+    return {"model": str(spec), "sharpen_mode": None if head is None else head.mode, "photos": len(paths),
+            "crops": args.crops, "seed": args.seed, "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,10 @@ at native resolution.
    degraded by the default model's training mixture (noise, JPEG... must stay unsharpened);
 2. the frozen U-Net restores each crop once; 3. 2,000 Adam steps on the PSNR loss (batch 32).
 At inference the unsharp mask comes before the tone curve; it is trained after it, on the U-Net's outputs.
+With ``--sharpen-mode wiener`` the head predicts a share of a Gaussian Wiener deconvolution instead (share, kernel
+sigma, prior weight). Its training starts with 500 steps on the blurred crops alone with the whole deconvolution
+(the sigma and prior first), then 300 logistic steps of the share towards "the deconvolution helps this crop",
+then the PSNR loss; from its untrained shares the PSNR loss alone closes the gate on everything.
 
 ``tone_curve`` (about 8 k parameters; stage 8, about 8 minutes): the U-Net keeps the brightness of its input. It
 cannot tell an under-exposed photo from a dark scene in one crop, and a 2-5x brightening is hard to build as a
@@ -58,6 +62,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from anyrestore.archs.global_sharpen import MODES
 from anyrestore.archs.registry import build_arch, get_preset
 from anyrestore.checkpoints import load_model, save_model
 from anyrestore.data.sources import list_images, shipped_photo_paths
@@ -340,11 +345,11 @@ def psnr_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 DEFAULTS = {  # per stage: samples, steps, MSE steps first, batch
     "tone_curve": {"samples": 4000, "steps": 4000, "mse_steps": 1000, "batch": 64, "choice_steps": 0,
-                   "through_later": False},
+                   "through_later": False, "deconvolution_steps": 0, "gate_steps": 0},
     "sharpen": {"samples": 3000, "steps": 2000, "mse_steps": 0, "batch": 32, "choice_steps": 0,
-                "through_later": False},
+                "through_later": False, "deconvolution_steps": 0, "gate_steps": 0},
     "motion_deblur": {"samples": 2000, "steps": 2000, "mse_steps": 0, "batch": 32, "choice_steps": 800,
-                      "through_later": True},
+                      "through_later": True, "deconvolution_steps": 0, "gate_steps": 0},
 }
 
 
@@ -366,6 +371,17 @@ def main(argv: list[str] | None = None) -> int:
                              "(kept dark; the shipped head was trained with 0)")
     parser.add_argument("--blur-share", type=float, default=0.3,
                         help="sharpen: share of crops with Gaussian blur, sigma 0.5-3 (the rest: the mixture)")
+    parser.add_argument("--sharpen-mode", choices=MODES, default="unsharp",
+                        help="sharpen: unsharp mask (amount, radius) or Gaussian Wiener deconvolution (share, "
+                             "sigma, prior weight)")
+    parser.add_argument("--deconvolution-steps", type=int, default=None,
+                        help="sharpen, wiener mode: start with this many steps on the blurred crops alone with the "
+                             "whole deconvolution blended in (500), so the kernel sigma and prior are learnt before "
+                             "the gate")
+    parser.add_argument("--gate-steps", type=int, default=None,
+                        help="sharpen, wiener mode: then this many logistic steps of the share towards 'the "
+                             "deconvolution helps this crop' (300), weighted by how much; the PSNR loss alone "
+                             "closes the untrained gate on everything")
     parser.add_argument("--motion-share", type=float, default=0.4,
                         help="motion_deblur: share of crops with a linear motion blur (of the others: 10 %% of "
                              "all crops camera shake, 20 %% JPEG alone, 10 %% clean, the rest the mixture)")
@@ -390,15 +406,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="file to keep the training set in (the U-Net outputs take minutes); reused when it was "
                              "made from the same weights and options")
     args = parser.parse_args(argv)
-    for key, value in DEFAULTS[args.stage].items():
+    defaults = dict(DEFAULTS[args.stage])
+    if args.stage == "sharpen" and args.sharpen_mode == "wiener":
+        defaults.update(deconvolution_steps=500, gate_steps=300)
+    for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if (args.deconvolution_steps or args.gate_steps) and not (args.stage == "sharpen"
+                                                               and args.sharpen_mode == "wiener"):
+        raise SystemExit("train_global_stage: --deconvolution-steps and --gate-steps are for sharpen "
+                         "--sharpen-mode wiener")
     torch.manual_seed(args.seed)
     started = time.time()
 
     previous = load_model(args.weights)
     previous_sha256 = previous.checkpoint_info["sha256"]
     kwargs = {**previous.arch_kwargs, args.stage: True}
+    if args.stage == "sharpen" and args.sharpen_mode != "unsharp":  # the constructor's default stays implicit
+        kwargs["sharpen_mode"] = args.sharpen_mode
     model = build_arch(previous.arch_name, previous.meta, **kwargs)
     missing, unexpected = model.load_state_dict(previous.state_dict(), strict=False)
     if unexpected or not missing or any(not k.startswith(f"{args.stage}.") for k in missing):
@@ -417,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     for stage in later:
         stage.requires_grad_(False)
     choices = best_choices(data, later) if "candidates" in data else None
+    marked_train = n_val + torch.nonzero(data["marked"][n_val:]).flatten()
     optim = torch.optim.Adam(head.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(args.seed + 2)
     for step in range(1, args.steps + 1):
@@ -424,7 +450,16 @@ def main(argv: list[str] | None = None) -> int:
         for group in optim.param_groups:
             group["lr"] = lr
         idx = n_val + torch.randint(len(clean) - n_val, (args.batch,), generator=generator)
-        if step <= args.choice_steps:  # learn which candidate is best first: the PSNR loss alone keeps all shares 0
+        if step <= args.deconvolution_steps:
+            idx = marked_train[torch.randint(len(marked_train), (args.batch,), generator=generator)]
+            _, sigma, prior = head.from_features(data["features"][idx])
+            out = run_later(head.apply(data["restored"][idx], torch.ones_like(sigma), sigma, prior), data, idx, later)
+            loss = psnr_loss(out.clamp(0, 1), clean[idx])
+        elif step <= args.deconvolution_steps + args.gate_steps:
+            helps, weight = deconvolution_gains(head, data, idx, later)
+            loss = (F.binary_cross_entropy_with_logits(head.share_logits(data["features"][idx]), helps,
+                                                       reduction="none") * weight).mean()
+        elif step <= args.choice_steps:  # learn which candidate is best first: the PSNR loss alone keeps all shares 0
             best, weight = choices
             loss = (F.cross_entropy(head.logits(data["features"][idx]), best[idx], reduction="none")
                     * weight[idx]).mean()
@@ -479,6 +514,18 @@ def best_choices(data: dict, later=(), batch: int = 64) -> tuple[torch.Tensor, t
     db = torch.cat(scores)
     top2 = db.topk(2, dim=1).values
     return db.argmax(dim=1), (top2[:, 0] - top2[:, 1]).clamp(0.05, 3.0)
+
+
+def deconvolution_gains(head, data: dict, idx: torch.Tensor, later=()) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wiener sharpen: per training image ``idx``, whether the whole deconvolution with the head's current sigma and
+    prior beats the U-Net output (1.0 or 0.0) after the ``later`` stages, and by how many dB, clamped to [0.05, 3]."""
+    with torch.no_grad():
+        restored, clean = data["restored"][idx], data["clean"][idx]
+        _, sigma, prior = head.from_features(data["features"][idx])
+        options = [head.apply(restored, torch.ones_like(sigma), sigma, prior), restored]
+        db = torch.stack([-10 * torch.log10((run_later(o, data, idx, later).clamp(0, 1) - clean).pow(2)
+                                            .mean(dim=(1, 2, 3)).clamp_min(1e-10)) for o in options])
+    return (db[0] > db[1]).float(), (db[0] - db[1]).abs().clamp(0.05, 3.0)
 
 
 def run_later(image: torch.Tensor, data: dict, idx: torch.Tensor, later=()) -> torch.Tensor:

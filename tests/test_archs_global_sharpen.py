@@ -1,5 +1,5 @@
-"""The whole-image unsharp mask (anyrestore.archs.global_sharpen), its place in NAFNet before the exposure curve,
-and `scripts/train_global_stage.py sharpen`."""
+"""The whole-image sharpening stage (anyrestore.archs.global_sharpen: unsharp mask or Gaussian Wiener
+deconvolution), its place in NAFNet before the exposure curve, and `scripts/train_global_stage.py sharpen`."""
 from __future__ import annotations
 
 
@@ -10,8 +10,13 @@ from scipy import ndimage
 
 from _cli_testutil import load_script
 from anyrestore.archs import build_model
-from anyrestore.archs.global_sharpen import N_FEATURES, GlobalSharpen, detail_features, gaussian_blur
+from anyrestore.archs.global_sharpen import (N_FEATURES, PRIOR_RANGE, SIGMA_RANGE, GlobalSharpen, detail_features,
+                                             gaussian_blur, gaussian_kernels)
+from anyrestore.archs.motion_deblur import wiener_deconvolve
 from anyrestore.checkpoints import load_model, save_model
+from anyrestore.degradations.blur import gaussian_kernel
+from anyrestore.degradations.pipeline import degrade
+from anyrestore.metrics import psnr
 from anyrestore.inference import Predictor
 from anyrestore.io import write_image
 
@@ -54,6 +59,70 @@ def test_zero_amount_is_the_identity_and_the_untrained_head_nearly():
     assert (head(x, x) - x).abs().max() < 0.01
 
 
+@pytest.mark.parametrize("sigma", [0.6, 1.3, 3.0])
+def test_wiener_kernels_are_the_degradation_library_gaussians(sigma):
+    kernels = gaussian_kernels(torch.tensor([sigma, 1.0]))
+    assert kernels.shape == (2, 19, 19)
+    torch.testing.assert_close(kernels[0].float(), gaussian_kernel(19, sigma), rtol=0, atol=1e-6)
+
+
+def _smooth_photo(seed=0, size=96):
+    """A piecewise-smooth test image (blurred blocks): deconvolution can recover it, unlike white noise."""
+    blocks = _rand(1, 3, size // 8, size // 8, seed=seed)
+    return gaussian_blur(torch.nn.functional.interpolate(blocks, size=(size, size), mode="nearest"),
+                         torch.tensor([0.7]))[0]
+
+
+def test_wiener_mode_undoes_a_gaussian_blur_that_the_unsharp_mask_only_reduces():
+    clean = _smooth_photo()
+    blurred = degrade(clean, "blur:k13s2.0", seed=0)[0][None]
+    wiener, unsharp = GlobalSharpen(mode="wiener"), GlobalSharpen()
+    one, sigma = torch.ones(1), torch.tensor([2.0])
+    deconvolved = wiener.apply(blurred, one, sigma, torch.tensor([1e-3]))
+    reference = wiener_deconvolve(blurred, gaussian_kernel(19, 2.0)[None], torch.tensor([1e-3]))
+    torch.testing.assert_close(deconvolved, reference, rtol=0, atol=1e-5)
+    scores = {name: psnr(image.clamp(0, 1), clean[None]) for name, image in
+              [("blurred", blurred), ("wiener", deconvolved),
+               ("unsharp", max((unsharp.apply(blurred, torch.tensor([a]), sigma) for a in (0.5, 1.0, 2.0, 3.0)),
+                               key=lambda y: psnr(y.clamp(0, 1), clean[None])))]}
+    assert scores["wiener"] > scores["unsharp"] + 1.0 > scores["blurred"] + 2.0, scores
+    half = wiener.apply(blurred, 0.5 * one, sigma, torch.tensor([1e-3]))  # the share blends linearly
+    torch.testing.assert_close(half, 0.5 * (blurred + deconvolved), rtol=0, atol=1e-5)
+
+
+def test_wiener_head_starts_near_the_identity_in_range_and_learns_through_every_output():
+    head = GlobalSharpen(mode="wiener")
+    assert head.mlp[-1].out_features == 3
+    x = _smooth_photo(seed=1)[None]
+    share, sigma, prior = head.from_features(detail_features(x))
+    assert 0.01 < share.item() < 0.03
+    assert SIGMA_RANGE[0] <= sigma.item() <= SIGMA_RANGE[1] and PRIOR_RANGE[0] <= prior.item() <= PRIOR_RANGE[1]
+    assert (head(x, x) - x).abs().max() < 0.05
+    blurred = gaussian_blur(x, torch.tensor([1.5]))
+    out = head.apply(blurred, *head.from_features(detail_features(blurred)))
+    (out - x).pow(2).mean().backward()
+    grads = head.mlp[-1].weight.grad.abs().sum(dim=1)
+    assert (grads > 0).all(), grads  # share, sigma and prior all receive a gradient
+    with pytest.raises(ValueError, match="unknown sharpen mode 'deconv'"):
+        GlobalSharpen(mode="deconv")
+
+
+def test_wiener_sharpen_mode_round_trips_through_a_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("nafnet-tiny", sharpen=True, sharpen_mode="wiener").eval()
+    assert model.state_dict()["sharpen.mlp.4.weight"].shape == (3, 64)
+    with torch.no_grad():
+        model.sharpen.mlp[-1].bias.copy_(torch.tensor([4.0, 0.0, 0.0]))  # share 0.5
+    loaded = load_model(save_model(model, tmp_path / "wiener.safetensors"))
+    assert loaded.sharpen.mode == "wiener"
+    x = _rand(1, 3, 40, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    unsharp = build_model("nafnet-tiny", sharpen=True)
+    with pytest.raises(RuntimeError, match="size mismatch"):  # the two heads' files are not interchangeable
+        unsharp.load_state_dict(model.state_dict())
+
+
 def test_detail_features_see_blur_and_stay_bounded_in_cost():
     sharp = _rand(1, 3, 96, 96)
     blurred = gaussian_blur(sharp, torch.tensor([2.0]))
@@ -90,7 +159,8 @@ def _script():
     return load_script("scripts/train_global_stage.py")
 
 
-def test_sharpen_stage_training_adds_only_the_head(tmp_path, capsys):
+@pytest.mark.parametrize("mode", ["unsharp", "wiener"])
+def test_sharpen_stage_training_adds_only_the_head(tmp_path, capsys, mode):
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(2):
@@ -102,10 +172,13 @@ def test_sharpen_stage_training_adds_only_the_head(tmp_path, capsys):
     script.shipped_photo_paths = lambda: []
     out = tmp_path / "sharpened.safetensors"
     assert script.main(["sharpen", "--weights", str(weights), "-o", str(out), "--photos", str(photos),
-                        "--samples", "16", "--steps", "20", "--batch", "8", "--blur-share", "0.5"]) == 0
+                        "--samples", "16", "--steps", "20", "--batch", "8", "--blur-share", "0.5",
+                        "--sharpen-mode", mode] + (["--deconvolution-steps", "6", "--gate-steps", "6"]
+                                                   if mode == "wiener" else [])) == 0
     assert "blurred gain dB" in capsys.readouterr().out
     model = load_model(out)
-    assert model.sharpen is not None and model.tone_curve is not None
+    assert model.sharpen is not None and model.tone_curve is not None and model.sharpen.mode == mode
+    assert model.arch_kwargs.get("sharpen_mode", "unsharp") == mode
     for key, value in previous.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
     assert any(v.abs().sum() > 0 for k, v in model.state_dict().items() if k.startswith("sharpen.mlp.4"))
@@ -113,3 +186,22 @@ def test_sharpen_stage_training_adds_only_the_head(tmp_path, capsys):
     with pytest.raises(SystemExit, match="without a sharpen stage"):
         script.main(["sharpen", "--weights", str(out), "-o", str(tmp_path / "again.safetensors"),
                      "--photos", str(photos), "--samples", "4", "--steps", "1"])
+
+
+def test_wiener_gate_labels_the_crops_the_whole_deconvolution_helps():
+    script = _script()
+    clean = torch.stack([_smooth_photo(seed=2), _rand(3, 96, 96, seed=3)])
+    restored = torch.stack([gaussian_blur(clean[:1], torch.tensor([2.0]))[0], clean[1]])
+    data = {"restored": restored, "clean": clean, "features": detail_features(restored)}
+    head = GlobalSharpen(mode="wiener")
+    with torch.no_grad():  # sigma 2 (sigmoid 0.6 of the range), prior at its low end
+        head.mlp[-1].bias.copy_(torch.tensor([0.0, float(np.log(0.6 / 0.4)), -8.0]))
+    helps, weight = script.deconvolution_gains(head, data, torch.arange(2))
+    assert helps.tolist() == [1.0, 0.0]  # the blurred crop gains, the sharp noise-like one loses
+    assert ((weight >= 0.05) & (weight <= 3.0)).all() and weight[0] > 1.0
+
+
+def test_gate_and_deconvolution_phases_are_refused_outside_wiener_sharpen(tmp_path):
+    with pytest.raises(SystemExit, match="for sharpen --sharpen-mode wiener"):
+        _script().main(["sharpen", "--weights", str(tmp_path / "w.safetensors"), "-o", str(tmp_path / "o"),
+                        "--gate-steps", "5"])

@@ -1,11 +1,17 @@
-"""A whole-image unsharp mask whose strength and radius are estimated from the degraded input: the default model's
-deblurring boost.
+"""A whole-image sharpening step whose strength is estimated from the degraded input: the default model's deblurring
+boost.
 
 The compact U-Net of the default model removes noise well but sharpens little. Blur, though, is visible in
 statistics of the *whole* input: how much detail survives at each scale. This stage reads those statistics at the
-input's native resolution and predicts one unsharp mask for the restored image, ``y + a · (y − G_s(y))`` with
-``a ≥ 0`` and ``s`` in [0.5, 3] pixels. Noisy and JPEG inputs keep ``a`` near 0 (their fine-scale energy is high).
-The Predictor runs it once per image after the tiles (``global_stage``), like the exposure curve.
+input's native resolution and predicts one correction for the restored image ``y``, in one of two modes:
+
+* ``"unsharp"``: an unsharp mask ``y + a · (y − G_s(y))`` with ``a ≥ 0`` and ``s`` in [0.5, 3] pixels;
+* ``"wiener"``: a share ``t`` in [0, 1] of a Wiener deconvolution of ``y`` by a Gaussian kernel of predicted sigma
+  ``s`` (gradient prior of predicted weight ``p``), ``y + t · (W_{s,p}(y) − y)``. A deconvolution undoes a Gaussian
+  blur where an unsharp mask only approximates its inverse to first order.
+
+Noisy and JPEG inputs keep ``a`` (or ``t``) near 0: their fine-scale energy is high. The Predictor runs the stage
+once per image after the tiles (``global_stage``), like the exposure curve.
 """
 from __future__ import annotations
 
@@ -16,10 +22,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.archs.blocks import centre_crop_at_most
+from anyrestore.archs.motion_deblur import wiener_deconvolve
 
 SCALES = (0.5, 1.0, 2.0, 4.0)
 MAX_SIDE = 768  # statistics from a centred crop at most this large: native resolution, bounded cost
 SIGMA_RANGE = (0.5, 3.0)
+PRIOR_RANGE = (1e-3, 1e-1)  # Wiener mode: the gradient-prior weight (a log-uniform range)
+MODES = ("unsharp", "wiener")
+WIENER_CHUNK = 8  # images per deconvolution: the spectra of larger batches overflow the CPU caches (3x slower)
+SHARE_LOGIT_SHIFT = 4.0  # Wiener mode: the untrained head blends in about 2 % of the deconvolution
+WIENER_KERNEL = 2 * math.ceil(3 * SIGMA_RANGE[1]) + 1  # every sigma of the range, cut at 3 sigma like the degradation
+
+
+def gaussian_kernels(sigma: torch.Tensor, size: int = WIENER_KERNEL) -> torch.Tensor:
+    """(B,) sigmas -> (B, size, size) normalised isotropic Gaussian kernels, differentiable in sigma."""
+    offsets = torch.arange(size, device=sigma.device, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-0.5 * (offsets[None] / sigma.double().view(-1, 1)) ** 2)
+    g = g / g.sum(dim=1, keepdim=True)
+    return g[:, :, None] * g[:, None, :]
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -65,30 +85,54 @@ N_FEATURES = 2 * len(SCALES) - 1 + 4
 
 
 class GlobalSharpen(nn.Module):
-    """Predict an unsharp mask (amount, radius) per image from :func:`detail_features` and apply it.
+    """Predict one sharpening of the restored image per image from :func:`detail_features` and apply it.
 
     Args:
         hidden: width of the two hidden layers.
+        mode: ``"unsharp"`` (amount, radius) or ``"wiener"`` (share, kernel sigma, prior weight); see the module.
     """
 
-    def __init__(self, *, hidden: int = 64) -> None:
+    def __init__(self, *, hidden: int = 64, mode: str = "unsharp") -> None:
         super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"unknown sharpen mode {mode!r}; expected one of {', '.join(MODES)}")
+        self.mode = mode
+        outputs = 2 if mode == "unsharp" else 3
         self.mlp = nn.Sequential(nn.Linear(N_FEATURES, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
-                                 nn.Linear(hidden, 2))
+                                 nn.Linear(hidden, outputs))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
-    def from_features(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (B, F) -> amount (B,) >= 0 (about 0.0025 untrained) and radius sigma (B,) in SIGMA_RANGE."""
+    def from_features(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Features (B, F) -> unsharp: amount (B,) >= 0 (about 0.0025 untrained) and radius sigma (B,) in
+        SIGMA_RANGE; wiener: share (B,) in [0, 1] (about 0.018 untrained), kernel sigma (B,) in SIGMA_RANGE and
+        prior weight (B,) in PRIOR_RANGE (1e-2 untrained)."""
         out = self.mlp(features)
-        amount = F.softplus(out[:, 0] - 6.0)
         low, high = SIGMA_RANGE
         sigma = low + (high - low) * torch.sigmoid(out[:, 1])
-        return amount, sigma
+        if self.mode == "unsharp":
+            return F.softplus(out[:, 0] - 6.0), sigma
+        share = torch.sigmoid(out[:, 0] - SHARE_LOGIT_SHIFT)
+        log_low, log_high = (math.log(v) for v in PRIOR_RANGE)
+        prior = torch.exp(log_low + (log_high - log_low) * torch.sigmoid(out[:, 2]))
+        return share, sigma, prior
 
-    def apply(self, restored: torch.Tensor, amount: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def share_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Wiener mode: the logits of the shares (B,), for training the gate on its own."""
+        return self.mlp(features)[:, 0] - SHARE_LOGIT_SHIFT
+
+    def apply(self, restored: torch.Tensor, *parameters: torch.Tensor) -> torch.Tensor:
         y = restored.float()
-        sharpened = y + amount.view(-1, 1, 1, 1) * (y - gaussian_blur(y, sigma))
+        if self.mode == "unsharp":
+            amount, sigma = parameters
+            sharpened = y + amount.view(-1, 1, 1, 1) * (y - gaussian_blur(y, sigma))
+        else:
+            share, sigma, prior = parameters
+            kernels = gaussian_kernels(sigma)
+            deconvolved = torch.cat([wiener_deconvolve(y[i:i + WIENER_CHUNK], kernels[i:i + WIENER_CHUNK],
+                                                       prior[i:i + WIENER_CHUNK])
+                                     for i in range(0, len(y), WIENER_CHUNK)])
+            sharpened = y + share.view(-1, 1, 1, 1) * (deconvolved - y)
         return sharpened.to(restored.dtype)
 
     features = staticmethod(detail_features)

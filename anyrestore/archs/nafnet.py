@@ -142,8 +142,9 @@ class NAFNet(nn.Module):
             ``motion_deblur.*``): a linear motion blur estimated from the whole U-Net output and deconvolved, first
             of the whole-image stages (the default model's motion stage).
         sharpen: add a :class:`~anyrestore.archs.global_sharpen.GlobalSharpen` (keys ``sharpen.*``): an unsharp
-            mask of the whole image after the U-Net, its strength estimated from the input (the default model's
-            deblurring boost).
+            mask or a Gaussian deconvolution of the whole image after the U-Net, its strength estimated from the
+            input (the default model's deblurring boost).
+        sharpen_mode: that stage's mode, ``"unsharp"`` or ``"wiener"``.
         tone_curve: add a :class:`~anyrestore.archs.tone_curve.GlobalToneCurve` (keys ``tone_curve.*``) that
             corrects the exposure of the whole image after the U-Net and ``sharpen`` (the default model's exposure
             stage).
@@ -165,6 +166,7 @@ class NAFNet(nn.Module):
         ln_eps: float = 1e-6,
         pad_mode: str = "zeros",
         sharpen: bool = False,
+        sharpen_mode: str = "unsharp",
         tone_curve: bool = False,
         motion_deblur: bool = False,
     ) -> None:
@@ -191,7 +193,7 @@ class NAFNet(nn.Module):
             c //= 2
             self.decoders.append(_stage(c, n, ln_eps))
         self.motion_deblur = GlobalMotionDeblur() if motion_deblur else None
-        self.sharpen = GlobalSharpen() if sharpen else None
+        self.sharpen = GlobalSharpen(mode=sharpen_mode) if sharpen else None
         self.tone_curve = GlobalToneCurve() if tone_curve else None
 
     @property
