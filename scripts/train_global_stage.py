@@ -13,10 +13,12 @@ at native resolution.
    degraded by the default model's training mixture (noise, JPEG... must stay unsharpened);
 2. the frozen U-Net restores each crop once; 3. 2,000 Adam steps on the PSNR loss (batch 32).
 At inference the unsharp mask comes before the tone curve; it is trained after it, on the U-Net's outputs.
-With ``--sharpen-mode wiener`` the head predicts a share of a Gaussian Wiener deconvolution instead (share, kernel
-sigma, prior weight). Its training starts with 500 steps on the blurred crops alone with the whole deconvolution
-(the sigma and prior first), then 300 logistic steps of the share towards "the deconvolution helps this crop",
-then the PSNR loss; from its untrained shares the PSNR loss alone closes the gate on everything.
+With ``--sharpen-mode wiener`` (session 13; not the shipped head) the head predicts a share of a Gaussian Wiener
+deconvolution instead (share, kernel sigma, prior weight). Its training starts with 500 steps on the blurred crops
+alone with the whole deconvolution (the sigma and prior first), then 300 logistic steps of the share towards "the
+deconvolution helps this crop" (weighted by how much), then the PSNR loss, 2,500 steps in all at batch 16 (the
+spectra of larger batches overflow the CPU caches; about 16 minutes). From its untrained shares the PSNR loss
+alone closed the gate on every crop.
 
 ``tone_curve`` (about 8 k parameters; stage 8, about 8 minutes): the U-Net keeps the brightness of its input. It
 cannot tell an under-exposed photo from a dark scene in one crop, and a 2-5x brightening is hard to build as a
@@ -372,8 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blur-share", type=float, default=0.3,
                         help="sharpen: share of crops with Gaussian blur, sigma 0.5-3 (the rest: the mixture)")
     parser.add_argument("--sharpen-mode", choices=MODES, default="unsharp",
-                        help="sharpen: unsharp mask (amount, radius) or Gaussian Wiener deconvolution (share, "
-                             "sigma, prior weight)")
+                        help="sharpen: unsharp mask (amount, radius; the shipped head) or Gaussian Wiener "
+                             "deconvolution (share, sigma, prior weight)")
     parser.add_argument("--deconvolution-steps", type=int, default=None,
                         help="sharpen, wiener mode: start with this many steps on the blurred crops alone with the "
                              "whole deconvolution blended in (500), so the kernel sigma and prior are learnt before "
@@ -386,8 +388,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="motion_deblur: share of crops with a linear motion blur (of the others: 10 %% of "
                              "all crops camera shake, 20 %% JPEG alone, 10 %% clean, the rest the mixture)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="Adam steps in all (tone_curve 4000, sharpen 2000, motion_deblur 2000)")
-    parser.add_argument("--batch", type=int, default=None, help="tone_curve 64, sharpen 32, motion_deblur 32")
+                        help="Adam steps in all (tone_curve 4000, sharpen 2000 (wiener 2500), motion_deblur 2000)")
+    parser.add_argument("--batch", type=int, default=None, help="tone_curve 64, sharpen 32 (wiener 16), motion_deblur 32")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--loss", choices=("psnr", "mse"), default="psnr",
                         help="psnr: mean of per-image -PSNR (the report's average); mse: pixel MSE")
@@ -408,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     defaults = dict(DEFAULTS[args.stage])
     if args.stage == "sharpen" and args.sharpen_mode == "wiener":
-        defaults.update(deconvolution_steps=500, gate_steps=300)
+        defaults.update(deconvolution_steps=500, gate_steps=300, steps=2500, batch=16)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
