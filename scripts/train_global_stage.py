@@ -389,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
                              "all crops camera shake, 20 %% JPEG alone, 10 %% clean, the rest the mixture)")
     parser.add_argument("--steps", type=int, default=None,
                         help="Adam steps in all (tone_curve 4000, sharpen 2000 (wiener 2500), motion_deblur 2000)")
-    parser.add_argument("--batch", type=int, default=None, help="tone_curve 64, sharpen 32 (wiener 16), motion_deblur 32")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="tone_curve 64, sharpen 32 (wiener 16), motion_deblur 32")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--loss", choices=("psnr", "mse"), default="psnr",
                         help="psnr: mean of per-image -PSNR (the report's average); mse: pixel MSE")
@@ -453,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             group["lr"] = lr
         idx = n_val + torch.randint(len(clean) - n_val, (args.batch,), generator=generator)
         if step <= args.deconvolution_steps:
+            # blurred crops only; drawn after the usual draw, so the shipped recipes' random streams stay the same
             idx = marked_train[torch.randint(len(marked_train), (args.batch,), generator=generator)]
             _, sigma, prior = head.from_features(data["features"][idx])
             out = run_later(head.apply(data["restored"][idx], torch.ones_like(sigma), sigma, prior), data, idx, later)
