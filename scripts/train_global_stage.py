@@ -340,9 +340,13 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, weights_sha25
     return data
 
 
+def image_db(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PSNR per image (B,) of (B,C,H,W) images in [0, 1]."""
+    return -10 * torch.log10((pred - target).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10))
+
+
 def psnr_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    mse = (pred - target).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
-    return (10 * torch.log10(mse)).mean()
+    return -image_db(pred, target).mean()
 
 
 DEFAULTS = {  # per stage: samples, steps, MSE steps first, batch
@@ -513,8 +517,7 @@ def best_choices(data: dict, later=(), batch: int = 64) -> tuple[torch.Tensor, t
         with torch.no_grad():
             options = torch.stack([run_later(options[:, j], data, idx, later) for j in range(options.shape[1])],
                                   dim=1).clamp(0, 1)
-        mse = (options - clean[:, None]).pow(2).mean(dim=(2, 3, 4)).clamp_min(1e-10)
-        scores.append(-10 * torch.log10(mse))
+        scores.append(torch.stack([image_db(options[:, j], clean) for j in range(options.shape[1])], dim=1))
     db = torch.cat(scores)
     top2 = db.topk(2, dim=1).values
     return db.argmax(dim=1), (top2[:, 0] - top2[:, 1]).clamp(0.05, 3.0)
@@ -527,8 +530,7 @@ def deconvolution_gains(head, data: dict, idx: torch.Tensor, later=()) -> tuple[
         restored, clean = data["restored"][idx], data["clean"][idx]
         _, sigma, prior = head.from_features(data["features"][idx])
         options = [head.apply(restored, torch.ones_like(sigma), sigma, prior), restored]
-        db = torch.stack([-10 * torch.log10((run_later(o, data, idx, later).clamp(0, 1) - clean).pow(2)
-                                            .mean(dim=(1, 2, 3)).clamp_min(1e-10)) for o in options])
+        db = torch.stack([image_db(run_later(o, data, idx, later).clamp(0, 1), clean) for o in options])
     return (db[0] > db[1]).float(), (db[0] - db[1]).abs().clamp(0.05, 3.0)
 
 

@@ -238,3 +238,15 @@ def test_motion_training_negatives_draw_every_jpeg_chroma_subsampling():
     assert {s for _, s in calls} == set(script.JPEG_SUBSAMPLINGS) == {"4:2:0", "4:2:2", "4:4:4"}
     assert all(15 <= q < 95 for q, _ in calls)
     assert 0 < int(moved.sum()) < 60 and torch.equal(degraded, (degraded * 255).round() / 255)
+
+
+def test_wiener_deconvolve_in_chunks_matches_each_image_alone():
+    from anyrestore.archs.motion_deblur import WIENER_CHUNK
+
+    n = WIENER_CHUNK + 3  # two chunks, the second partial
+    images = torch.rand(n, 3, 24, 28, generator=torch.Generator().manual_seed(0))
+    kernels = torch.stack([motion_kernel(9, 3.0 + i / 2, 15.0 * i) for i in range(n)])
+    lam = torch.linspace(1e-3, 1e-1, n)
+    together = wiener_deconvolve(images, kernels, lam)
+    alone = torch.cat([wiener_deconvolve(images[i:i + 1], kernels[i:i + 1], lam[i:i + 1]) for i in range(n)])
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)

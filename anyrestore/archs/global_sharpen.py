@@ -29,7 +29,6 @@ MAX_SIDE = 768  # statistics from a centred crop at most this large: native reso
 SIGMA_RANGE = (0.5, 3.0)
 PRIOR_RANGE = (1e-3, 1e-1)  # Wiener mode: the gradient-prior weight (a log-uniform range)
 MODES = ("unsharp", "wiener")
-WIENER_CHUNK = 8  # images per deconvolution: the spectra of larger batches overflow the CPU caches (3x slower)
 SHARE_LOGIT_SHIFT = 4.0  # Wiener mode: the untrained head blends in about 2 % of the deconvolution
 WIENER_KERNEL = 2 * math.ceil(3 * SIGMA_RANGE[1]) + 1  # every sigma of the range, cut at 3 sigma like the degradation
 
@@ -128,10 +127,7 @@ class GlobalSharpen(nn.Module):
             sharpened = y + amount.view(-1, 1, 1, 1) * (y - gaussian_blur(y, sigma))
         else:
             share, sigma, prior = parameters
-            kernels = gaussian_kernels(sigma)
-            deconvolved = torch.cat([wiener_deconvolve(y[i:i + WIENER_CHUNK], kernels[i:i + WIENER_CHUNK],
-                                                       prior[i:i + WIENER_CHUNK])
-                                     for i in range(0, len(y), WIENER_CHUNK)])
+            deconvolved = wiener_deconvolve(y, gaussian_kernels(sigma), prior)
             sharpened = y + share.view(-1, 1, 1, 1) * (deconvolved - y)
         return sharpened.to(restored.dtype)
 
