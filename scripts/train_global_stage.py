@@ -4,7 +4,8 @@ The default model's U-Net sees one crop or tile at a time. Three corrections nee
 is a small head (:mod:`anyrestore.archs.tone_curve`, :mod:`anyrestore.archs.global_sharpen`,
 :mod:`anyrestore.archs.motion_deblur`) that reads statistics of the whole degraded input or of the U-Net's output.
 The U-Net (and any stage trained before) is frozen, so each training set is computed once, and a run takes minutes
-on 2 CPU cores.
+on 2 CPU cores. A ``--cache`` file is keyed by the U-Net's weights and the options, not by the stages: retraining
+one stage reuses the sets of the others.
 
 ``sharpen`` (about 5 k parameters; stage 9 of scripts/train_default.sh, about 6 minutes): the U-Net removes noise
 well but sharpens little. The head predicts one unsharp mask (amount, radius) from band-pass energies of the input
@@ -18,7 +19,10 @@ deconvolution instead (share, kernel sigma, prior weight). Its training starts w
 alone with the whole deconvolution (the sigma and prior first), then 300 logistic steps of the share towards "the
 deconvolution helps this crop" (weighted by how much), then the PSNR loss, 2,500 steps in all at batch 16 (the
 spectra of larger batches overflow the CPU caches; about 16 minutes). From its untrained shares the PSNR loss
-alone closed the gate on every crop.
+alone closed the gate on every crop. Its set also holds 20 % JPEG-only crops (``--jpeg-share``; q 15-90, any chroma
+subsampling): a deconvolution amplifies block edges, and without them it fired on JPEG q30 (-3 dB on one crop). At
+inference its share yields to the motion stage's (``GlobalSharpen.yield_to_motion``), and the motion stage is
+trained through that rule.
 
 ``tone_curve`` (about 8 k parameters; stage 8, about 8 minutes): the U-Net keeps the brightness of its input. It
 cannot tell an under-exposed photo from a dark scene in one crop, and a 2-5x brightening is hard to build as a
@@ -55,6 +59,7 @@ deconvolves it (:mod:`anyrestore.archs.motion_deblur`); the head only decides ho
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -82,6 +87,7 @@ LOSS_SIDE = 64
 CROP = 128  # sharpen: native-resolution crops
 MOTION_CROP = 256  # motion_deblur: native-resolution crops holding several 128² spectrum blocks
 JPEG_SUBSAMPLINGS = ("4:2:0", "4:2:2", "4:4:4")
+STAGE_PREFIXES = ("motion_deblur.", "sharpen.", "tone_curve.")  # the whole-image stages' state-dict keys
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:
@@ -189,21 +195,27 @@ def make_crops(paths: list[Path], count: int, seed: int, side: int = CROP) -> to
     return torch.stack([_random_square(photos, generator, lambda h, w: side) for _ in range(count)])
 
 
-def blur_or_mix(clean: torch.Tensor, share: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def blur_or_mix(clean: torch.Tensor, share: float, seed: int, jpeg_share: float = 0.0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """A ``share`` of the crops gets an isotropic Gaussian blur (sigma 0.5-3, kernel 2*ceil(3 sigma)+1; ``blurred``
-    marks them), the rest the default model's training mixture; 8-bit quantised."""
+    marks them), a ``jpeg_share`` JPEG alone (q 15-90, any chroma subsampling: blocky crops whose fine-scale energy
+    a deconvolution would amplify), the rest the default model's training mixture; 8-bit quantised. With
+    ``jpeg_share`` 0 the random stream is the shipped unsharp recipe's."""
     generator = torch.Generator().manual_seed(seed + 1)
     degraded = torch.empty_like(clean)
     blurred = torch.zeros(len(clean), dtype=torch.bool)
     for i in range(len(clean)):
         seed_i = seed * 1_000_003 + i
-        if torch.rand((), generator=generator).item() < share:
+        draw = torch.rand((), generator=generator).item()
+        if draw < share:
             sigma = _uniform(generator, 0.5, 3.0)
-            spec = f"blur:k{2 * math.ceil(3 * sigma) + 1}s{sigma:.2f}"
+            x = degrade(clean[i], f"blur:k{2 * math.ceil(3 * sigma) + 1}s{sigma:.2f}", seed=seed_i)[0]
             blurred[i] = True
+        elif draw < share + jpeg_share:
+            x = _any_jpeg(clean[i], generator, 15, 90)
         else:
-            spec = "default-model"
-        degraded[i] = (degrade(clean[i], spec, seed=seed_i)[0].clamp(0, 1) * 255).round() / 255
+            x = degrade(clean[i], "default-model", seed=seed_i)[0]
+        degraded[i] = (x.clamp(0, 1) * 255).round() / 255
     return degraded, blurred
 
 
@@ -274,13 +286,20 @@ def later_stages(model: torch.nn.Module, stage: str) -> list[torch.nn.Module]:
     return stages[stages.index(getattr(model, stage)) + 1:]
 
 
-def training_set(model: torch.nn.Module, args: argparse.Namespace, weights_sha256: str, started: float) -> dict:
-    """The stage's features of the degraded images, the U-Net's outputs, the clean targets and the mask of the
-    samples the stage is for (under-exposed, blurred); from ``args.cache`` when it holds the same recipe.
+def unet_sha256(model: torch.nn.Module) -> str:
+    """Hash of the weights every training set depends on: the U-Net's, without any whole-image stage (the sets hold
+    U-Net outputs and statistics of the inputs, so retraining a stage does not invalidate a cache)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        if not key.startswith(STAGE_PREFIXES):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
-    tone_curve: thumbnails of whole photos, outputs and targets area-resized to LOSS_SIDE² (a pointwise curve
-    does not care); sharpen: native-resolution crops at full size."""
-    recipe = {"stage": args.stage, "weights": weights_sha256, "samples": args.samples,
+
+def recipe_key(model: torch.nn.Module, args: argparse.Namespace) -> str:
+    """What a cached training set was made from: the U-Net's weights and every option that changes the set."""
+    recipe = {"stage": args.stage, "unet": unet_sha256(model), "samples": args.samples,
               "seed": args.seed, "photos": sorted(map(str, args.photos))}
     if args.stage == "tone_curve":
         recipe.update(dark=args.dark_share, scene=args.scene_share)
@@ -288,13 +307,25 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, weights_sha25
             recipe.update(dark_windows=args.dark_window_share)
     elif args.stage == "sharpen":
         recipe.update(blur=args.blur_share)
+        if args.jpeg_share:
+            recipe.update(jpeg_alone=args.jpeg_share)
     else:
         recipe.update(motion=args.motion_share, jpeg="4:2:0, 4:2:2, 4:4:4",
                       others="shake 10 %, JPEG q15-90 20 %, clean 10 %, mixture")
     later = later_stages(model, args.stage) if args.through_later else []
     if later:
         recipe["through"] = [type(stage).__name__ for stage in later]
-    key = json.dumps(recipe)
+    return json.dumps(recipe)
+
+
+def training_set(model: torch.nn.Module, args: argparse.Namespace, started: float) -> dict:
+    """The stage's features of the degraded images, the U-Net's outputs, the clean targets and the mask of the
+    samples the stage is for (under-exposed, blurred); from ``args.cache`` when it holds the same recipe.
+
+    tone_curve: thumbnails of whole photos, outputs and targets area-resized to LOSS_SIDE² (a pointwise curve
+    does not care); sharpen: native-resolution crops at full size."""
+    key = recipe_key(model, args)
+    later = later_stages(model, args.stage) if args.through_later else []
     if args.cache is not None and args.cache.is_file():
         cached = torch.load(args.cache, weights_only=True)
         if cached.get("key") == key:
@@ -306,7 +337,7 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, weights_sha25
         degraded, marked = degrade_all(clean, args.dark_share, args.scene_share, args.seed, natural_dark)
     elif args.stage == "sharpen":
         clean = make_crops(paths, args.samples, args.seed)
-        degraded, marked = blur_or_mix(clean, args.blur_share, args.seed)
+        degraded, marked = blur_or_mix(clean, args.blur_share, args.seed, args.jpeg_share)
     else:
         clean = make_crops(paths, args.samples, args.seed, MOTION_CROP)
         degraded, marked = motion_or_mix(clean, args.motion_share, args.seed)
@@ -351,11 +382,11 @@ def psnr_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 DEFAULTS = {  # per stage: samples, steps, MSE steps first, batch
     "tone_curve": {"samples": 4000, "steps": 4000, "mse_steps": 1000, "batch": 64, "choice_steps": 0,
-                   "through_later": False, "deconvolution_steps": 0, "gate_steps": 0},
+                   "through_later": False, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
     "sharpen": {"samples": 3000, "steps": 2000, "mse_steps": 0, "batch": 32, "choice_steps": 0,
-                "through_later": False, "deconvolution_steps": 0, "gate_steps": 0},
+                "through_later": False, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
     "motion_deblur": {"samples": 2000, "steps": 2000, "mse_steps": 0, "batch": 32, "choice_steps": 800,
-                      "through_later": True, "deconvolution_steps": 0, "gate_steps": 0},
+                      "through_later": True, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
 }
 
 
@@ -376,7 +407,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="tone_curve: share of thumbnails that are small windows already dark in the photo "
                              "(kept dark; the shipped head was trained with 0)")
     parser.add_argument("--blur-share", type=float, default=0.3,
-                        help="sharpen: share of crops with Gaussian blur, sigma 0.5-3 (the rest: the mixture)")
+                        help="sharpen: share of crops with Gaussian blur, sigma 0.5-3 (of the rest: --jpeg-share "
+                             "JPEG alone, then the mixture)")
+    parser.add_argument("--jpeg-share", type=float, default=None,
+                        help="sharpen: share of crops with JPEG alone, q 15-90 (0; wiener 0.2): negatives the "
+                             "deconvolution must leave alone")
     parser.add_argument("--sharpen-mode", choices=MODES, default="unsharp",
                         help="sharpen: unsharp mask (amount, radius; the shipped head) or Gaussian Wiener "
                              "deconvolution (share, sigma, prior weight)")
@@ -411,11 +446,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=None,
                         help="file to keep the training set in (the U-Net outputs take minutes); reused when it was "
-                             "made from the same weights and options")
+                             "made from the same U-Net weights and options")
     args = parser.parse_args(argv)
     defaults = dict(DEFAULTS[args.stage])
     if args.stage == "sharpen" and args.sharpen_mode == "wiener":
-        defaults.update(deconvolution_steps=500, gate_steps=300, steps=2500, batch=16)
+        defaults.update(deconvolution_steps=500, gate_steps=300, steps=2500, batch=16, jpeg_share=0.2)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -423,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                and args.sharpen_mode == "wiener"):
         raise SystemExit("train_global_stage: --deconvolution-steps and --gate-steps are for sharpen "
                          "--sharpen-mode wiener")
+    if args.jpeg_share and args.stage != "sharpen":
+        raise SystemExit("train_global_stage: --jpeg-share is for the sharpen stage")
     torch.manual_seed(args.seed)
     started = time.time()
 
@@ -439,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     model.arch_name, model.preset_name = previous.arch_name, _preset_of(previous, kwargs)
     model.eval()
 
-    data = training_set(model, args, previous_sha256, started)
+    data = training_set(model, args, started)
     head = getattr(model, args.stage)
     clean = data["clean"]
     n_val = max(1, len(clean) // 10)
@@ -514,9 +551,9 @@ def best_choices(data: dict, later=(), batch: int = 64) -> tuple[torch.Tensor, t
         idx = torch.arange(start, min(start + batch, len(data["clean"])))
         clean = data["clean"][idx]
         options = torch.cat([data["restored"][idx, None], data["candidates"][idx]], dim=1).float()
-        with torch.no_grad():
-            options = torch.stack([run_later(options[:, j], data, idx, later) for j in range(options.shape[1])],
-                                  dim=1).clamp(0, 1)
+        with torch.no_grad():  # option j > 0 blends in the whole j-th deconvolution (motion share 1)
+            options = torch.stack([run_later(options[:, j], data, idx, later, torch.full((len(idx),), float(j > 0)))
+                                   for j in range(options.shape[1])], dim=1).clamp(0, 1)
         scores.append(torch.stack([image_db(options[:, j], clean) for j in range(options.shape[1])], dim=1))
     db = torch.cat(scores)
     top2 = db.topk(2, dim=1).values
@@ -534,10 +571,14 @@ def deconvolution_gains(head, data: dict, idx: torch.Tensor, later=()) -> tuple[
     return (db[0] > db[1]).float(), (db[0] - db[1]).abs().clamp(0.05, 3.0)
 
 
-def run_later(image: torch.Tensor, data: dict, idx: torch.Tensor, later=()) -> torch.Tensor:
-    """The frozen ``later`` stages applied to training images ``idx`` (as inference runs them after the head)."""
+def run_later(image: torch.Tensor, data: dict, idx: torch.Tensor, later=(), motion_share=None) -> torch.Tensor:
+    """The frozen ``later`` stages applied to training images ``idx`` as inference runs them after the head: a
+    Wiener sharpen stage yields to ``motion_share`` (B,), the motion deblurring blended in before it."""
     for stage, features in zip(later, data.get("later_features", [])):
-        image = stage.apply(image, *stage.from_features(features[idx]))
+        parameters = stage.from_features(features[idx])
+        if hasattr(stage, "yield_to_motion"):
+            parameters = stage.yield_to_motion(parameters, motion_share)
+        image = stage.apply(image, *parameters)
     return image
 
 
@@ -547,9 +588,8 @@ def stage_output(head, data: dict, idx: torch.Tensor, later=()) -> torch.Tensor:
     restored, parameters = data["restored"][idx], head.from_features(data["features"][idx])
     if "candidates" in data:
         out = head.blend(restored, data["candidates"][idx], parameters[0])
-    else:
-        out = head.apply(restored, *parameters)
-    return run_later(out, data, idx, later)
+        return run_later(out, data, idx, later, motion_share=parameters[0].sum(dim=1))
+    return run_later(head.apply(restored, *parameters), data, idx, later)
 
 
 def _validate(head, data: dict, idx: torch.Tensor, name: str, later=()) -> str:

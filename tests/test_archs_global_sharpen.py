@@ -205,3 +205,53 @@ def test_gate_and_deconvolution_phases_are_refused_outside_wiener_sharpen(tmp_pa
     with pytest.raises(SystemExit, match="for sharpen --sharpen-mode wiener"):
         _script().main(["sharpen", "--weights", str(tmp_path / "w.safetensors"), "-o", str(tmp_path / "o"),
                         "--gate-steps", "5"])
+
+
+def test_the_wiener_share_yields_to_the_motion_deconvolution():
+    head = GlobalSharpen(mode="wiener")
+    with torch.no_grad():
+        head.mlp[-1].bias[0] = 8.0  # share about 0.98
+    parameters = head.from_features(detail_features(_rand(3, 3, 40, 40)))
+    share, sigma, prior = head.yield_to_motion(parameters, torch.tensor([0.0, 0.25, 1.0]))
+    torch.testing.assert_close(share, parameters[0] * torch.tensor([1.0, 0.75, 0.0]))
+    assert torch.equal(sigma, parameters[1]) and torch.equal(prior, parameters[2])
+    assert head.yield_to_motion(parameters, None) is parameters
+    restored = _rand(3, 3, 40, 40, seed=1)
+    out = head(restored, restored, torch.tensor([0.0, 0.25, 1.0]))
+    assert torch.equal(out[2], restored[2]) and not torch.allclose(out[0], restored[0], atol=1e-3)
+    unsharp = GlobalSharpen()  # trained and shipped without the rule: unchanged
+    plain = unsharp.from_features(detail_features(restored))
+    assert unsharp.yield_to_motion(plain, torch.ones(3)) is plain
+
+
+def test_jpeg_negatives_of_the_wiener_sharpen_set():
+    script = _script()
+    calls = []
+    real_jpeg = script.jpeg
+    script.jpeg = lambda image, quality, subsampling: (calls.append((quality, subsampling))
+                                                      or real_jpeg(image, quality=quality, subsampling=subsampling))
+    clean = _rand(40, 3, 32, 32)
+    degraded, blurred = script.blur_or_mix(clean, 0.3, 0, jpeg_share=0.4)
+    jpeg_alone = len(calls)
+    assert 0 < int(blurred.sum()) < 40 and jpeg_alone > 5
+    assert all(15 <= q < 90 for q, _ in calls) and {s for _, s in calls} == set(script.JPEG_SUBSAMPLINGS)
+    assert torch.equal(degraded, (degraded * 255).round() / 255)
+    # without them every unblurred crop gets the training mixture, as in the shipped unsharp recipe
+    calls.clear()
+    degraded, blurred = script.blur_or_mix(clean, 0.3, 0)
+    for i in torch.nonzero(~blurred).flatten()[:4].tolist():
+        mixture = (script.degrade(clean[i], "default-model", seed=i)[0].clamp(0, 1) * 255).round() / 255
+        assert torch.equal(degraded[i], mixture)
+
+
+def test_training_sets_are_keyed_by_the_unet_alone():
+    script = _script()
+    model = build_model("nafnet-tiny", sharpen=True, tone_curve=True)
+    before = script.unet_sha256(model)
+    with torch.no_grad():
+        model.sharpen.mlp[-1].bias.add_(1.0)
+        model.tone_curve.mlp[-1].bias.add_(1.0)
+    assert script.unet_sha256(model) == before  # a retrained stage keeps the caches
+    with torch.no_grad():
+        model.intro.bias.add_(1e-3)
+    assert script.unet_sha256(model) != before

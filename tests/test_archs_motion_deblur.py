@@ -250,3 +250,29 @@ def test_wiener_deconvolve_in_chunks_matches_each_image_alone():
     together = wiener_deconvolve(images, kernels, lam)
     alone = torch.cat([wiener_deconvolve(images[i:i + 1], kernels[i:i + 1], lam[i:i + 1]) for i in range(n)])
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
+
+
+def test_training_through_a_wiener_sharpen_matches_inference(photo):
+    """The trainer's view of the motion stage followed by a Wiener sharpen (which yields to the motion share) is
+    what the model's whole-image stages compute."""
+    script = load_script("scripts/train_global_stage.py")
+    model = build_model("nafnet-tiny", motion_deblur=True, sharpen=True, sharpen_mode="wiener")
+    with torch.no_grad():
+        model.motion_deblur.mlp[-1].bias.copy_(torch.tensor([0.0, 1.0, 1.0, 1.0]))  # about 90 % blended in
+        model.sharpen.mlp[-1].bias[0] = 8.0  # the sharpen share alone would be about 0.98
+    degraded = torch.stack([_blur(photo, 15, 30)[0], _blur(photo.flip(-1), 11, 100)[0]])
+    restored = degraded.clamp(0, 1)
+    head = model.motion_deblur
+    features = motion_features(restored)
+    data = {"restored": restored, "features": features,
+            "candidates": head.candidates(restored, features[:, 0], features[:, 1]),
+            "later_features": [model.sharpen.features(degraded)]}
+    later = script.later_stages(model, "motion_deblur")
+    trained = script.stage_output(head, data, torch.arange(2), later)
+    with torch.no_grad():
+        inferred = model.global_stage(degraded, restored)
+    torch.testing.assert_close(trained, inferred, rtol=0, atol=1e-4)
+    shares = head.from_features(features)[0].sum(dim=1)
+    assert (shares > 0.85).all()
+    sharpen_share = model.sharpen.yield_to_motion(model.sharpen.from_features(data["later_features"][0]), shares)[0]
+    assert (sharpen_share < 0.15).all()

@@ -285,9 +285,15 @@ class GlobalMotionDeblur(nn.Module):
 
         return filter_mirrored(restored, line_kernels(dx, dy).to(restored.device), blended)[:, 0]
 
-    def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+    def estimate(self, degraded: torch.Tensor, restored: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+        """The shares, dx and dy :meth:`apply` takes (the shares zeroed on a JPEG lattice dip), or None for an
+        image too small to measure (it is left as it is)."""
         if min(restored.shape[-2:]) < MIN_SIDE:
-            return restored
+            return None
         shares, dx, dy = self.from_features(motion_features(restored))
         shares = torch.where(on_jpeg_grid(dx, dy, degraded)[:, None], torch.zeros_like(shares), shares)
-        return self.apply(restored, shares, dx, dy)
+        return shares, dx, dy
+
+    def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+        estimate = self.estimate(degraded, restored)
+        return restored if estimate is None else self.apply(restored, *estimate)

@@ -109,7 +109,8 @@ class NAFBlock(nn.Module):
 class WholeImageStages(nn.Module):
     """Whole-image stages applied in order to the U-Net's output clamped to [0, 1] (as they were trained), each
     ``stage(degraded, restored)``. Built on the fly by :attr:`NAFNet.global_stage`; the stages' weights stay
-    under the NAFNet's own keys."""
+    under the NAFNet's own keys. The sharpen stage is told how much of the motion deconvolution was blended in
+    (:meth:`GlobalSharpen.yield_to_motion`)."""
 
     def __init__(self, stages: Sequence[nn.Module]) -> None:
         super().__init__()
@@ -117,8 +118,17 @@ class WholeImageStages(nn.Module):
 
     def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
         restored = restored.clamp(0.0, 1.0)
+        motion_share = None
         for stage in self.stages:
-            restored = stage(degraded, restored)
+            if isinstance(stage, GlobalMotionDeblur):
+                estimate = stage.estimate(degraded, restored)
+                if estimate is not None:
+                    motion_share = estimate[0].sum(dim=1)
+                    restored = stage.apply(restored, *estimate)
+            elif isinstance(stage, GlobalSharpen):
+                restored = stage(degraded, restored, motion_share)
+            else:
+                restored = stage(degraded, restored)
         return restored
 
 
