@@ -10,10 +10,10 @@
 #   6. balanced fine-tune     configs/default/full_balanced.yaml  (PSNR loss, noise/blur-heavy mixture, dark scenes)
 #   7. GPU polish             configs/default/gpu_polish.yaml     (stage 6's data, batch 32 x 128², 12,800 iterations)
 #   8. exposure curve         scripts/train_global_stage.py tone_curve  (whole-image tone curve, frozen U-Net, ~8 min)
-#   9. unsharp mask           scripts/train_global_stage.py sharpen     (whole-image deblurring boost, ~6 min)
-#  10. motion deblurring      scripts/train_global_stage.py motion_deblur (linear blur from the cepstrum, ~22 min)
+#   9. Gaussian deconvolution scripts/train_global_stage.py sharpen     (whole-image Wiener deblurring, ~15 min)
+#  10. motion deblurring      scripts/train_global_stage.py motion_deblur (linear blur from the cepstrum, ~55 min)
 #  11. quality reports of stages 3-10: benchmarks/default_model.py on the held-out photos
-# On a quiet 2-core CPU stages 1-6 take about 2 h 45 min and stages 8-10 about 36 min (per-stage times in
+# On a quiet 2-core CPU stages 1-6 take about 2 h 45 min and stages 8-10 about 78 min (per-stage times in
 # anyrestore/weights/README.md).
 # Stage 7 needs a GPU (about 21 minutes on one H100; about 14 hours on 2 CPU cores): STAGE7=auto (the default) runs
 # it only when CUDA is available, STAGE7=1 always, STAGE7=0 never. Stages 8-10 run on the last U-Net (stage 7's,

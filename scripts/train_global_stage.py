@@ -7,22 +7,23 @@ The U-Net (and any stage trained before) is frozen, so each training set is comp
 on 2 CPU cores. A ``--cache`` file is keyed by the U-Net's weights and the options, not by the stages: retraining
 one stage reuses the sets of the others.
 
-``sharpen`` (about 5 k parameters; stage 9 of scripts/train_default.sh, about 6 minutes): the U-Net removes noise
-well but sharpens little. The head predicts one unsharp mask (amount, radius) from band-pass energies of the input
-at native resolution.
-1. 3,000 native-resolution 128² crops of the training photos; 30 % blurred (Gaussian, sigma 0.5-3), the rest
-   degraded by the default model's training mixture (noise, JPEG... must stay unsharpened);
-2. the frozen U-Net restores each crop once; 3. 2,000 Adam steps on the PSNR loss (batch 32).
-At inference the unsharp mask comes before the tone curve; it is trained after it, on the U-Net's outputs.
-With ``--sharpen-mode wiener`` (session 13; not the shipped head) the head predicts a share of a Gaussian Wiener
-deconvolution instead (share, kernel sigma, prior weight). Its training starts with 500 steps on the blurred crops
-alone with the whole deconvolution (the sigma and prior first), then 300 logistic steps of the share towards "the
-deconvolution helps this crop" (weighted by how much), then the PSNR loss, 2,500 steps in all at batch 16 (the
-spectra of larger batches overflow the CPU caches; about 16 minutes). From its untrained shares the PSNR loss
-alone closed the gate on every crop. Its set also holds 20 % JPEG-only crops (``--jpeg-share``; q 15-90, any chroma
-subsampling): a deconvolution amplifies block edges, and without them it fired on JPEG q30 (-3 dB on one crop). At
-inference its share yields to the motion stage's (``GlobalSharpen.yield_to_motion``), and the motion stage is
-trained through that rule.
+``sharpen`` (about 5 k parameters; stage 9 of scripts/train_default.sh, about 15 minutes): the U-Net removes noise
+well but sharpens little. The head reads band-pass energies of the input at native resolution and predicts a share
+t of a Gaussian Wiener deconvolution of the U-Net output (share, kernel sigma, gradient-prior weight; the default
+``--sharpen-mode wiener``, shipped since the eleventh release).
+1. 3,000 native-resolution 128² crops of the training photos; 30 % blurred (Gaussian, sigma 0.5-3), 20 % JPEG alone
+   (``--jpeg-share``; q 15-90, any chroma subsampling: a deconvolution amplifies block edges, and without them it
+   fired on JPEG q30, -3 dB on one crop), the rest degraded by the default model's training mixture (noise,
+   JPEG... must stay unsharpened);
+2. the frozen U-Net restores each crop once;
+3. 500 steps on the blurred crops alone with the whole deconvolution (the sigma and prior first), then 300
+   logistic steps of the share towards "the deconvolution helps this crop" (weighted by how much), then the PSNR
+   loss: 2,500 Adam steps in all at batch 16 (the spectra of larger batches overflow the CPU caches). From its
+   untrained shares the PSNR loss alone closed the gate on every crop.
+At inference the stage comes after the motion stage and before the tone curve; it is trained after the tone curve,
+on the U-Net's outputs. Its share yields to the motion stage's (``GlobalSharpen.yield_to_motion``), and the motion
+stage is trained through that rule. ``--sharpen-mode unsharp`` trains the first releases' head instead: one unsharp
+mask (amount, radius), no JPEG-only crops, 2,000 steps at batch 32 on the PSNR loss (about 6 minutes).
 
 ``tone_curve`` (about 8 k parameters; stage 8, about 8 minutes): the U-Net keeps the brightness of its input. It
 cannot tell an under-exposed photo from a dark scene in one crop, and a 2-5x brightening is hard to build as a
@@ -37,7 +38,7 @@ residual. The head predicts one monotone curve from brightness statistics of the
    correction as they are). The dark scenes and the dark photographs of the training set are identity targets:
    from the statistics of the *whole* image the head learns which dark inputs to brighten.
 
-``motion_deblur`` (about 1.4 k parameters; stage 10, about 22 minutes): the U-Net leaves a linear motion blur almost
+``motion_deblur`` (about 1.4 k parameters; stage 10, about 55 minutes from scratch): the U-Net leaves a linear motion blur almost
 as it is. The stage finds the blur's length and direction in the cepstrum of the whole restored image and
 deconvolves it (:mod:`anyrestore.archs.motion_deblur`); the head only decides how much of three deconvolutions
 (sharp, medium, smooth prior) to blend in.
@@ -46,8 +47,9 @@ deconvolves it (:mod:`anyrestore.archs.motion_deblur`); the head only decides ho
    (every JPEG with one of three chroma subsamplings);
 2. the frozen U-Net restores each crop once, and the three deconvolutions are computed once;
 3. 800 cross-entropy steps towards each crop's best option (keep, or one of the three), weighted by how much better
-   it is, then 1,200 steps on the PSNR loss (batch 32). From the untrained shares the PSNR loss alone closes the
-   gate on everything: a wrong deconvolution costs far more than a right one gains.
+   it is, then 1,600 steps on the PSNR loss (batch 16), each scored after the frozen Gaussian deconvolution and
+   exposure curve (36 minutes: the later Wiener deconvolution runs at every step). From the untrained shares the
+   PSNR loss alone closes the gate on everything: a wrong deconvolution costs far more than a right one gains.
 
     python scripts/train_global_stage.py tone_curve --weights runs/default-gpu-polish/model.safetensors \
         -o runs/default-tone-curve/model.safetensors
@@ -383,9 +385,9 @@ def psnr_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 DEFAULTS = {  # per stage: samples, steps, MSE steps first, batch
     "tone_curve": {"samples": 4000, "steps": 4000, "mse_steps": 1000, "batch": 64, "choice_steps": 0,
                    "through_later": False, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
-    "sharpen": {"samples": 3000, "steps": 2000, "mse_steps": 0, "batch": 32, "choice_steps": 0,
-                "through_later": False, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
-    "motion_deblur": {"samples": 2000, "steps": 2000, "mse_steps": 0, "batch": 32, "choice_steps": 800,
+    "sharpen": {"samples": 3000, "steps": 2500, "mse_steps": 0, "batch": 16, "choice_steps": 0,
+                "through_later": False, "deconvolution_steps": 500, "gate_steps": 300, "jpeg_share": 0.2},
+    "motion_deblur": {"samples": 2000, "steps": 2400, "mse_steps": 0, "batch": 16, "choice_steps": 800,
                       "through_later": True, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
 }
 
@@ -410,11 +412,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="sharpen: share of crops with Gaussian blur, sigma 0.5-3 (of the rest: --jpeg-share "
                              "JPEG alone, then the mixture)")
     parser.add_argument("--jpeg-share", type=float, default=None,
-                        help="sharpen: share of crops with JPEG alone, q 15-90 (0; wiener 0.2): negatives the "
-                             "deconvolution must leave alone")
-    parser.add_argument("--sharpen-mode", choices=MODES, default="unsharp",
-                        help="sharpen: unsharp mask (amount, radius; the shipped head) or Gaussian Wiener "
-                             "deconvolution (share, sigma, prior weight)")
+                        help="sharpen: share of crops with JPEG alone, q 15-90 (wiener 0.2, unsharp 0): negatives "
+                             "the deconvolution must leave alone")
+    parser.add_argument("--sharpen-mode", choices=MODES, default="wiener",
+                        help="sharpen: Gaussian Wiener deconvolution (share, sigma, prior weight; the shipped head "
+                             "since the eleventh release) or unsharp mask (amount, radius; the releases before)")
     parser.add_argument("--deconvolution-steps", type=int, default=None,
                         help="sharpen, wiener mode: start with this many steps on the blurred crops alone with the "
                              "whole deconvolution blended in (500), so the kernel sigma and prior are learnt before "
@@ -427,9 +429,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="motion_deblur: share of crops with a linear motion blur (of the others: 10 %% of "
                              "all crops camera shake, 20 %% JPEG alone, 10 %% clean, the rest the mixture)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="Adam steps in all (tone_curve 4000, sharpen 2000 (wiener 2500), motion_deblur 2000)")
+                        help="Adam steps in all (tone_curve 4000, sharpen 2500 (unsharp 2000), motion_deblur 2400)")
     parser.add_argument("--batch", type=int, default=None,
-                        help="tone_curve 64, sharpen 32 (wiener 16), motion_deblur 32")
+                        help="tone_curve 64, sharpen 16 (unsharp 32), motion_deblur 16")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--loss", choices=("psnr", "mse"), default="psnr",
                         help="psnr: mean of per-image -PSNR (the report's average); mse: pixel MSE")
@@ -441,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
                              "candidate (800; from near-zero shares the PSNR loss alone never opens the gate)")
     parser.add_argument("--through-later", action=argparse.BooleanOptionalAction, default=None,
                         help="score the head's output after the frozen stages that run after it at inference "
-                             "(motion_deblur: on, so it does not deconvolve what the unsharp mask sharpens anyway; "
+                             "(motion_deblur: on, so it does not deconvolve what the sharpen stage restores anyway; "
                              "the shipped tone_curve and sharpen heads were trained without)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=None,
@@ -449,8 +451,8 @@ def main(argv: list[str] | None = None) -> int:
                              "made from the same U-Net weights and options")
     args = parser.parse_args(argv)
     defaults = dict(DEFAULTS[args.stage])
-    if args.stage == "sharpen" and args.sharpen_mode == "wiener":
-        defaults.update(deconvolution_steps=500, gate_steps=300, steps=2500, batch=16, jpeg_share=0.2)
+    if args.stage == "sharpen" and args.sharpen_mode == "unsharp":  # the first releases' head
+        defaults.update(deconvolution_steps=0, gate_steps=0, steps=2000, batch=32, jpeg_share=0.0)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -465,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = load_model(args.weights)
     previous_sha256 = previous.checkpoint_info["sha256"]
+    if previous.arch_kwargs.get(args.stage):  # checked first: another mode of the stage would not even load
+        raise SystemExit(f"train_global_stage: {args.weights} already has a {args.stage} stage; train it on a "
+                         f"model without a {args.stage} stage")
     kwargs = {**previous.arch_kwargs, args.stage: True}
     if args.stage == "sharpen" and args.sharpen_mode != "unsharp":  # the constructor's default stays implicit
         kwargs["sharpen_mode"] = args.sharpen_mode

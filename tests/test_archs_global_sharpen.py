@@ -203,8 +203,11 @@ def test_wiener_gate_labels_the_crops_the_whole_deconvolution_helps():
 
 def test_gate_and_deconvolution_phases_are_refused_outside_wiener_sharpen(tmp_path):
     with pytest.raises(SystemExit, match="for sharpen --sharpen-mode wiener"):
-        _script().main(["sharpen", "--weights", str(tmp_path / "w.safetensors"), "-o", str(tmp_path / "o"),
-                        "--gate-steps", "5"])
+        _script().main(["sharpen", "--sharpen-mode", "unsharp", "--weights", str(tmp_path / "w.safetensors"),
+                        "-o", str(tmp_path / "o"), "--gate-steps", "5"])
+    with pytest.raises(SystemExit, match="for sharpen --sharpen-mode wiener"):
+        _script().main(["tone_curve", "--weights", str(tmp_path / "w.safetensors"), "-o", str(tmp_path / "o"),
+                        "--deconvolution-steps", "5"])
 
 
 def test_the_wiener_share_yields_to_the_motion_deconvolution():
@@ -255,3 +258,19 @@ def test_training_sets_are_keyed_by_the_unet_alone():
     with torch.no_grad():
         model.intro.bias.add_(1e-3)
     assert script.unet_sha256(model) != before
+
+
+def test_a_negligible_wiener_share_skips_the_deconvolution_at_inference(monkeypatch):
+    import anyrestore.archs.global_sharpen as module
+
+    head = GlobalSharpen(mode="wiener")
+    restored = _rand(2, 3, 40, 40)
+    sigma, prior = torch.full((2,), 2.0), torch.full((2,), 0.01)
+    calls = []
+    real = module.wiener_deconvolve
+    monkeypatch.setattr(module, "wiener_deconvolve", lambda *a: calls.append(1) or real(*a))
+    assert head.apply(restored, torch.full((2,), 5e-4), sigma, prior) is restored and not calls
+    head.apply(restored, torch.tensor([5e-4, 2e-3]), sigma, prior)  # one image above the threshold: computed
+    trainable = torch.full((2,), 5e-4, requires_grad=True)  # training keeps the gradient of a closed gate
+    head.apply(restored, trainable, sigma, prior).sum().backward()
+    assert len(calls) == 2 and trainable.grad is not None and trainable.grad.abs().sum() > 0

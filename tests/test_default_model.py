@@ -25,9 +25,10 @@ def test_shipped_weights_load_strictly_and_match_their_preset():
     model = load_checkpoint(WEIGHTS, strict=True)
     assert model.meta == preset.meta
     assert model.meta.input_levels == 255  # trained on 8-bit images: the Predictor rounds float inputs
-    # U-Net 4,445,163 + unsharp mask 5,058 + exposure curve 7,705
-    assert sum(p.numel() for p in model.parameters()) == 4_459_338
+    # U-Net 4,445,163 + motion head 1,412 + Gaussian deconvolution head 5,123 + exposure curve 7,705
+    assert sum(p.numel() for p in model.parameters()) == 4_459_403
     assert model.sharpen is not None and model.tone_curve is not None and model.motion_deblur is not None
+    assert model.sharpen.mode == "wiener"
     assert default_model_spec() == "nafnet-default"
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.archs.blocks import centre_crop_at_most
-from anyrestore.archs.motion_deblur import wiener_deconvolve
+from anyrestore.archs.motion_deblur import SKIP_BELOW, wiener_deconvolve
 
 SCALES = (0.5, 1.0, 2.0, 4.0)
 MAX_SIDE = 768  # statistics from a centred crop at most this large: native resolution, bounded cost
@@ -127,6 +127,8 @@ class GlobalSharpen(nn.Module):
             sharpened = y + amount.view(-1, 1, 1, 1) * (y - gaussian_blur(y, sigma))
         else:
             share, sigma, prior = parameters
+            if not share.requires_grad and float(share.max()) < SKIP_BELOW:  # moves no 8-bit level: skip the FFTs
+                return restored
             deconvolved = wiener_deconvolve(y, gaussian_kernels(sigma), prior)
             sharpened = y + share.view(-1, 1, 1, 1) * (deconvolved - y)
         return sharpened.to(restored.dtype)

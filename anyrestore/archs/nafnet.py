@@ -286,10 +286,11 @@ register_preset("nafnet-maskdcpt", "nafnet",
                 description="NAFNet w64 as released by MaskDCPT (LN eps 1e-5, reflect pad)",
                 pad_multiple=16, width=64, ln_eps=1e-5, pad_mode="reflect", **_GOPRO)
 register_preset("nafnet-default", "nafnet", default=True,
-                description="compact NAFNet (4.45 M) + whole-image motion deblurring, unsharp mask and exposure "
-                            "curve: the shipped all-in-one default model (weights bundled)",
+                description="compact NAFNet (4.45 M) + whole-image motion deblurring, Gaussian deconvolution and "
+                            "exposure curve: the shipped all-in-one default model (weights bundled)",
                 pad_multiple=16, input_levels=255, width=24, enc_blocks=(1, 1, 2, 4), middle_blocks=2,
-                dec_blocks=(1, 1, 1, 1), pad_mode="reflect", sharpen=True, tone_curve=True, motion_deblur=True)
+                dec_blocks=(1, 1, 1, 1), pad_mode="reflect", sharpen=True, sharpen_mode="wiener", tone_curve=True,
+                motion_deblur=True)
 register_preset("nafnet-tiny", "nafnet", description="tiny NAFNet for tests and smoke runs",
                 pad_multiple=16, width=8, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1))
 

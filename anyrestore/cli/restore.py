@@ -48,7 +48,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "every fast path on CPU, the subset measured fastest on CUDA)")
     parser.add_argument("--local-only", action="store_true",
                         help="run the model without its whole-image stages (the default model's motion "
-                             "deblurring, unsharp mask and exposure curve, which brightens photos it judges "
+                             "deblurring, sharpening and exposure curve, which brightens photos it judges "
                              "under-exposed); use it to keep a genuinely dark scene (night, low-key) as dark as it is")
     parser.add_argument("--twin-mask", action="store_true",
                         help="RAM twin-mask inference for mask-pre-trained-only models: two passes with complementary "

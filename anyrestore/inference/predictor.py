@@ -15,7 +15,7 @@ Tiling modes (``tile`` argument):
 * ``N > 0``: tiles of N x N (rounded down to the pad multiple), overlap ``overlap``, blending ``blend``.
 
 Global stage: a model whose ``global_stage`` attribute is a module (e.g. the default model's motion deblurring,
-unsharp mask and exposure curve, :mod:`anyrestore.archs.motion_deblur`, :mod:`anyrestore.archs.global_sharpen`,
+sharpening and exposure curve, :mod:`anyrestore.archs.motion_deblur`, :mod:`anyrestore.archs.global_sharpen`,
 :mod:`anyrestore.archs.tone_curve`) is split in two. Its ``forward_local`` runs on the whole image or tile by tile as
 above; then ``global_stage(input, local_output)`` runs once on the whole image in fp32, so every tile gets the same
 correction.
@@ -95,7 +95,7 @@ class Predictor:
             on for CPU, off for other devices.
         compile: wrap the model with ``torch.compile`` (opt-in; each new input shape compiles first).
         global_stage: run the model's whole-image ``global_stage`` when it has one (default True); False runs
-            ``forward_local`` alone (for the default model: no motion deblurring, no unsharp mask and no exposure
+            ``forward_local`` alone (for the default model: no motion deblurring, no sharpening and no exposure
             correction, so dark photos stay dark).
 
     Raises:
