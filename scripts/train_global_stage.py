@@ -38,10 +38,10 @@ residual. The head predicts one monotone curve from brightness statistics of the
    correction as they are). The dark scenes and the dark photographs of the training set are identity targets:
    from the statistics of the *whole* image the head learns which dark inputs to brighten.
 
-``motion_deblur`` (about 1.4 k parameters; stage 10, about 55 minutes from scratch): the U-Net leaves a linear motion blur almost
-as it is. The stage finds the blur's length and direction in the cepstrum of the whole restored image and
-deconvolves it (:mod:`anyrestore.archs.motion_deblur`); the head only decides how much of three deconvolutions
-(sharp, medium, smooth prior) to blend in.
+``motion_deblur`` (about 1.4 k parameters; stage 10, about 55 minutes from scratch): the U-Net leaves a linear
+motion blur almost as it is. The stage finds the blur's length and direction in the cepstrum of the whole restored
+image and deconvolves it (:mod:`anyrestore.archs.motion_deblur`); the head only decides how much of three
+deconvolutions (sharp, medium, smooth prior) to blend in.
 1. 2,000 native-resolution 256² crops: 40 % with a linear motion blur (5-35 px, any direction, two kernel
    implementations, some with noise or JPEG), 10 % camera shake, 20 % JPEG alone, 10 % clean, the rest the mixture
    (every JPEG with one of three chroma subsamplings);
