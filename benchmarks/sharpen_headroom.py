@@ -82,7 +82,7 @@ def row(model: torch.nn.Module, spec: str, clean: torch.Tensor, seed: int, batch
     result = {"degradation": spec, "input_db": _score(degraded, clean), "unet_db": _score(local, clean)}
     head = getattr(model, "sharpen", None)
     if head is not None:
-        result["model_sharpen_db"] = _score(head.apply(local, *head.from_features(head.features(degraded))), clean)
+        result["model_sharpen_db"] = _score(head(degraded, local), clean)
     unsharp = [(_score(local + a * (local - gaussian_blur(local, torch.full((n,), r))), clean), a, r)
                for a in AMOUNTS for r in RADII]
     best = max(unsharp)
