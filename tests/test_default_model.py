@@ -25,9 +25,11 @@ def test_shipped_weights_load_strictly_and_match_their_preset():
     model = load_checkpoint(WEIGHTS, strict=True)
     assert model.meta == preset.meta
     assert model.meta.input_levels == 255  # trained on 8-bit images: the Predictor rounds float inputs
-    # U-Net 4,445,163 + motion head 1,412 + Gaussian deconvolution head 5,123 + exposure curve 7,705
-    assert sum(p.numel() for p in model.parameters()) == 4_459_403
+    # U-Net 4,445,163 + colour-noise gate 529 + motion head 1,412 + Gaussian deconvolution head 5,123 + exposure
+    # curve 7,705
+    assert sum(p.numel() for p in model.parameters()) == 4_459_932
     assert model.sharpen is not None and model.tone_curve is not None and model.motion_deblur is not None
+    assert model.chroma_denoise is not None
     assert model.sharpen.mode == "wiener"
     assert default_model_spec() == "nafnet-default"
 
@@ -192,7 +194,7 @@ echo "python $*" >> {shlex.quote(str(log))}
            "TRAIN_OVERRIDES": "data.batch_size=32 data.crop=128", "LONG_ITERS": "77", "STAGE7": "1"}
     done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], env=env, check=True,
                           capture_output=True, text=True)
-    assert done.stdout.strip().endswith(f"{runs}/default-motion-deblur/model.safetensors (copy to "
+    assert done.stdout.strip().endswith(f"{runs}/default-chroma-denoise/model.safetensors (copy to "
                                         "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert [t[2] for t in trains] == [f"configs/default/{n}.yaml" for n in
@@ -208,31 +210,33 @@ echo "python $*" >> {shlex.quote(str(log))}
         assert arg == f"model.pretrained={prev}/model.safetensors"
     assert "train.iterations=77" in trains[3]
     assert any(line.startswith("anyrestore mac") for line in log.read_text().splitlines())
-    # stages 8-10: the exposure curve on the last U-Net (stage 7's here), the unsharp mask on that, the motion
-    # deblurring on that
+    # stages 8-11: the exposure curve on the last U-Net (stage 7's here), the Gaussian deconvolution on that, the
+    # motion deblurring on that, the colour-noise smoothing on that
     whole = [line.split() for line in log.read_text().splitlines() if "scripts/train_global_stage.py" in line]
-    assert [call[2] for call in whole] == ["tone_curve", "sharpen", "motion_deblur"]
+    assert [call[2] for call in whole] == ["tone_curve", "sharpen", "motion_deblur", "chroma_denoise"]
     assert whole[0][whole[0].index("--weights") + 1] == f"{stages[-1]}/model.safetensors"
     assert whole[0][whole[0].index("-o") + 1] == f"{runs}/default-tone-curve/model.safetensors"
     assert whole[1][whole[1].index("--weights") + 1] == f"{runs}/default-tone-curve/model.safetensors"
     assert whole[1][whole[1].index("-o") + 1] == f"{runs}/default-sharpen/model.safetensors"
     assert whole[2][whole[2].index("--weights") + 1] == f"{runs}/default-sharpen/model.safetensors"
     assert whole[2][whole[2].index("-o") + 1] == f"{runs}/default-motion-deblur/model.safetensors"
+    assert whole[3][whole[3].index("--weights") + 1] == f"{runs}/default-motion-deblur/model.safetensors"
+    assert whole[3][whole[3].index("-o") + 1] == f"{runs}/default-chroma-denoise/model.safetensors"
     reports = [line for line in log.read_text().splitlines() if "benchmarks/default_model.py" in line]
-    assert len(reports) == 8
+    assert len(reports) == 9
 
     # STAGE7=0 (or no CUDA device under the default `auto`) ends at stage 6 and names its weights
     log.unlink()
     done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], check=True, capture_output=True,
                           text=True, env={**env, "STAGE7": "0", "RUNS": str(tmp_path / "runs_cpu")})
     assert "Stage 7 (configs/default/gpu_polish.yaml) skipped" in done.stdout
-    assert done.stdout.strip().endswith("/default-motion-deblur/model.safetensors (copy to "
+    assert done.stdout.strip().endswith("/default-chroma-denoise/model.safetensors (copy to "
                                         "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert trains[-1][2] == "configs/default/full_balanced.yaml"
     tone = next(line.split() for line in log.read_text().splitlines() if "train_global_stage.py tone_curve" in line)
     assert tone[tone.index("--weights") + 1].endswith("/default-full-balanced/model.safetensors")
-    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 7
+    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 8
     bad = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], capture_output=True, text=True,
                          env={**env, "STAGE7": "yes", "RUNS": str(tmp_path / "runs_bad")})
     assert bad.returncode == 2 and "STAGE7 must be auto, 0 or 1, got 'yes'" in bad.stderr
@@ -275,4 +279,5 @@ def test_unet_recipes_build_the_unet_without_whole_image_stages():
         cfg = load_config(path)
         model = build_model(cfg.model.name, **cfg.model.kwargs)
         assert model.global_stage is None, path.name
-        assert not [k for k in model.state_dict() if k.startswith(("motion_deblur.", "sharpen.", "tone_curve."))]
+        assert not [k for k in model.state_dict()
+                    if k.startswith(("chroma_denoise.", "motion_deblur.", "sharpen.", "tone_curve."))]

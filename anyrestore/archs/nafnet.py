@@ -19,6 +19,7 @@ from torch import nn
 from anyrestore.archs.blocks import LayerNorm2d, SimpleGate, pad_to_multiple, rename_keys
 from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
 from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
+from anyrestore.archs.chroma_denoise import ChromaDenoise
 from anyrestore.archs.global_sharpen import GlobalSharpen
 from anyrestore.archs.motion_deblur import GlobalMotionDeblur
 from anyrestore.archs.tone_curve import GlobalToneCurve
@@ -155,6 +156,9 @@ class NAFNet(nn.Module):
             mask or a Gaussian deconvolution of the whole image after the U-Net, its strength estimated from the
             input (the default model's deblurring boost).
         sharpen_mode: that stage's mode, ``"unsharp"`` or ``"wiener"``.
+        chroma_denoise: add a :class:`~anyrestore.archs.chroma_denoise.ChromaDenoise` (keys
+            ``chroma_denoise.*``): a predicted share of the U-Net output with its chroma guided-filtered by its
+            luma (the default model's colour-noise stage), first of the whole-image stages.
         tone_curve: add a :class:`~anyrestore.archs.tone_curve.GlobalToneCurve` (keys ``tone_curve.*``) that
             corrects the exposure of the whole image after the U-Net and ``sharpen`` (the default model's exposure
             stage).
@@ -179,6 +183,7 @@ class NAFNet(nn.Module):
         sharpen_mode: str = "unsharp",
         tone_curve: bool = False,
         motion_deblur: bool = False,
+        chroma_denoise: bool = False,
     ) -> None:
         super().__init__()
         if len(enc_blocks) != len(dec_blocks):
@@ -202,6 +207,7 @@ class NAFNet(nn.Module):
             self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
             self.decoders.append(_stage(c, n, ln_eps))
+        self.chroma_denoise = ChromaDenoise() if chroma_denoise else None
         self.motion_deblur = GlobalMotionDeblur() if motion_deblur else None
         self.sharpen = GlobalSharpen(mode=sharpen_mode) if sharpen else None
         self.tone_curve = GlobalToneCurve() if tone_curve else None
@@ -209,7 +215,8 @@ class NAFNet(nn.Module):
     @property
     def global_stage(self) -> WholeImageStages | None:
         """The part that must see the whole image (run once per image by the Predictor), or None."""
-        stages = [stage for stage in (self.motion_deblur, self.sharpen, self.tone_curve) if stage is not None]
+        stages = [stage for stage in (self.chroma_denoise, self.motion_deblur, self.sharpen, self.tone_curve)
+                  if stage is not None]
         return WholeImageStages(stages) if stages else None
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
@@ -286,11 +293,12 @@ register_preset("nafnet-maskdcpt", "nafnet",
                 description="NAFNet w64 as released by MaskDCPT (LN eps 1e-5, reflect pad)",
                 pad_multiple=16, width=64, ln_eps=1e-5, pad_mode="reflect", **_GOPRO)
 register_preset("nafnet-default", "nafnet", default=True,
-                description="compact NAFNet (4.45 M) + whole-image motion deblurring, Gaussian deconvolution and "
-                            "exposure curve: the shipped all-in-one default model (weights bundled)",
+                description="compact NAFNet (4.45 M) + whole-image colour-noise smoothing, motion deblurring, "
+                            "Gaussian deconvolution and exposure curve: the shipped all-in-one default model "
+                            "(weights bundled)",
                 pad_multiple=16, input_levels=255, width=24, enc_blocks=(1, 1, 2, 4), middle_blocks=2,
                 dec_blocks=(1, 1, 1, 1), pad_mode="reflect", sharpen=True, sharpen_mode="wiener", tone_curve=True,
-                motion_deblur=True)
+                motion_deblur=True, chroma_denoise=True)
 register_preset("nafnet-tiny", "nafnet", description="tiny NAFNet for tests and smoke runs",
                 pad_multiple=16, width=8, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1))
 

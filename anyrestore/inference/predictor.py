@@ -14,8 +14,9 @@ Tiling modes (``tile`` argument):
 * ``0``: always the whole image.
 * ``N > 0``: tiles of N x N (rounded down to the pad multiple), overlap ``overlap``, blending ``blend``.
 
-Global stage: a model whose ``global_stage`` attribute is a module (e.g. the default model's motion deblurring,
-sharpening and exposure curve, :mod:`anyrestore.archs.motion_deblur`, :mod:`anyrestore.archs.global_sharpen`,
+Global stage: a model whose ``global_stage`` attribute is a module (e.g. the default model's colour-noise smoothing,
+motion deblurring, sharpening and exposure curve, :mod:`anyrestore.archs.chroma_denoise`,
+:mod:`anyrestore.archs.motion_deblur`, :mod:`anyrestore.archs.global_sharpen`,
 :mod:`anyrestore.archs.tone_curve`) is split in two. Its ``forward_local`` runs on the whole image or tile by tile as
 above; then ``global_stage(input, local_output)`` runs once on the whole image in fp32, so every tile gets the same
 correction.
@@ -95,8 +96,8 @@ class Predictor:
             on for CPU, off for other devices.
         compile: wrap the model with ``torch.compile`` (opt-in; each new input shape compiles first).
         global_stage: run the model's whole-image ``global_stage`` when it has one (default True); False runs
-            ``forward_local`` alone (for the default model: no motion deblurring, no sharpening and no exposure
-            correction, so dark photos stay dark).
+            ``forward_local`` alone (for the default model: no colour-noise smoothing, no motion deblurring, no
+            sharpening and no exposure correction, so dark photos stay dark).
 
     Raises:
         ConfigError: bad option values, an unavailable device, or ``compile=True`` where ``torch.compile`` cannot
