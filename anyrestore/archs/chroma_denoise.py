@@ -96,7 +96,6 @@ class ChromaDenoise(nn.Module):
         """(B, N_FEATURES) -> the share (B,) of the filtered image to blend in."""
         return torch.sigmoid(self.gate((features.float() - self.feature_shift) / self.feature_scale)[:, 0])
 
-    @torch.no_grad()
     def prepare(self, degraded: torch.Tensor, restored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The gate's features (B, N_FEATURES) and the filtered images (B,3,H,W)."""
         smoothed = smooth_chroma(restored)

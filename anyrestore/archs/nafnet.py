@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.archs.blocks import LayerNorm2d, SimpleGate, pad_to_multiple, rename_keys
+from anyrestore.archs.chroma_denoise import ChromaDenoise
 from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
 from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
-from anyrestore.archs.chroma_denoise import ChromaDenoise
 from anyrestore.archs.global_sharpen import GlobalSharpen
 from anyrestore.archs.motion_deblur import GlobalMotionDeblur
 from anyrestore.archs.tone_curve import GlobalToneCurve
