@@ -11,7 +11,8 @@ import torch
 from _cli_testutil import load_script
 from anyrestore.archs import build_model
 from anyrestore.archs.motion_deblur import (BLOCKY, KEEP_LOGIT, LAMBDAS, MIN_SIDE, GlobalMotionDeblur, blockiness,
-                                            line_kernels, motion_features, on_jpeg_grid, wiener_deconvolve)
+                                            filter_mirrored, line_kernels, motion_features, on_jpeg_grid,
+                                            wiener_deconvolve, wiener_gain)
 from anyrestore.degradations.blur import motion_blur, motion_kernel
 from anyrestore.degradations.jpeg import jpeg
 from anyrestore.io import read_image
@@ -276,3 +277,57 @@ def test_training_through_a_wiener_sharpen_matches_inference(photo):
     assert (shares > 0.85).all()
     sharpen_share = model.sharpen.yield_to_motion(model.sharpen.from_features(data["later_features"][0]), shares)[0]
     assert (sharpen_share < 0.15).all()
+
+
+def _ffts_of_the_mirrored_image(image, kernels, transfers):
+    """filter_mirrored's differentiable route (it takes it for an input that needs a gradient)."""
+    return filter_mirrored(image.clone().requires_grad_(True), kernels, transfers).detach()
+
+
+@pytest.mark.parametrize("size", [(70, 90), (131, 64)])
+def test_the_cosine_transform_route_is_the_fft_route(size):
+    """At inference, point-symmetric kernels (Gaussians, lines) are filtered with DCT/DST-II of the unmirrored image;
+    the result is the FFT route's, for several transfer functions at once."""
+    from anyrestore.archs.global_sharpen import gaussian_kernels
+
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(2, 3, *size, generator=g)
+    lam = torch.tensor([1e-3, 3e-2])
+    gaussians = gaussian_kernels(torch.tensor([0.7, 2.6]))
+    lines = line_kernels(torch.tensor([9.0, -3.0]), torch.tensor([-4.0, 12.5]))
+    for kernels in (gaussians, lines):
+        def transfers(otf, gradients):
+            return torch.stack([wiener_gain(otf, lam, gradients), 0.3 + 0.5 * wiener_gain(otf, 10 * lam, gradients)], 1)
+
+        with torch.inference_mode():
+            fast = filter_mirrored(images, kernels, transfers)
+        torch.testing.assert_close(fast, _ffts_of_the_mirrored_image(images, kernels, transfers), rtol=0, atol=1e-5)
+
+
+def test_both_routes_convolve_like_a_spatial_convolution_inside_the_image():
+    """Transfer = the kernel's spectrum is a plain convolution: away from the borders it equals conv2d with the
+    flipped kernel, for a point-symmetric kernel (cosine route) and a lopsided one (FFT route)."""
+    g = torch.Generator().manual_seed(2)
+    image = torch.rand(1, 3, 48, 56, generator=g)
+    symmetric = line_kernels(torch.tensor([5.0]), torch.tensor([2.0]))
+    lopsided = torch.rand(1, 7, 7, generator=g)
+    lopsided /= lopsided.sum()
+    for kernels in (symmetric, lopsided):
+        k = kernels.shape[-1]
+        with torch.inference_mode():
+            out = filter_mirrored(image, kernels, lambda otf, gradients: otf[:, None])[:, 0]
+        weight = kernels.flip(-1, -2).float()[:, None].expand(3, 1, k, k)
+        reference = torch.nn.functional.conv2d(image, weight, groups=3)  # valid part only
+        r = k // 2
+        torch.testing.assert_close(out[..., r:-r, r:-r], reference, rtol=0, atol=1e-5)
+
+
+def test_negligible_summed_shares_skip_the_deconvolution_only_at_inference(photo):
+    blurred = _blur(photo, 15, 30)
+    head = GlobalMotionDeblur()
+    _, dx, dy = head.from_features(motion_features(blurred))
+    small = torch.full((1, len(LAMBDAS)), 0.009 / len(LAMBDAS))  # summed 0.009 < MOTION_SKIP_BELOW
+    assert torch.equal(head.apply(blurred, small, dx, dy), blurred)
+    assert not torch.equal(head.apply(blurred, small.clone().requires_grad_(True), dx, dy), blurred)
+    larger = torch.full((1, len(LAMBDAS)), 0.011 / len(LAMBDAS))
+    assert not torch.equal(head.apply(blurred, larger, dx, dy), blurred)
