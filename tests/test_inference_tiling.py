@@ -5,7 +5,7 @@ from torch import nn
 from anyrestore.archs.registry import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
 from anyrestore.errors import ConfigError
 from anyrestore.inference import InferenceError, Predictor, pad_to_multiple, tiled_apply
-from anyrestore.inference.tiling import blend_weights, is_out_of_memory, tile_starts
+from anyrestore.inference.tiling import blend_weights, fitted_tile, is_out_of_memory, tile_starts
 from anyrestore.metrics import psnr
 
 
@@ -122,6 +122,28 @@ def test_tile_starts_rule():
     assert tile_starts(30, 64, 8) == [0]
 
 
+def test_fitted_tile_keeps_the_number_of_tiles_on_fewer_pixels():
+    def tiles(h, w, side, overlap=32):
+        return len(tile_starts(h, min(side, h), overlap)) * len(tile_starts(w, min(side, w), overlap))
+
+    assert fitted_tile(1024, 1024, 256, 32, 16) == 240  # 5 x 5 tiles either way; 224 would need 6 x 6
+    for h, w in [(1024, 1024), (720, 1280), (3008, 4000), (304, 456), (96, 2000)]:
+        side = fitted_tile(h, w, 256, 32, 16)
+        assert side <= 256 and side % 16 == 0
+        assert tiles(h, w, side) == tiles(h, w, 256)
+        assert side == 256 or tiles(h, w, side - 16) > tiles(h, w, 256)  # the smallest such side
+
+
+def test_auto_mode_tiles_at_the_fitted_side_and_explicit_tiles_stay_as_given():
+    image = torch.rand(3, 200, 330)
+    pred = Predictor(LocalNet(), max_whole_pixels=0)
+    pred(image)
+    assert pred.last_run["tile"] == fitted_tile(200, 336, 256, 32, 8) < 256
+    pred = Predictor(LocalNet(), tile=256)
+    pred(image)
+    assert pred.last_run["tile"] == 256
+
+
 def test_every_pixel_covered_and_weights_positive():
     x = torch.zeros(1, 1, 96, 160)
     out = tiled_apply(lambda t: torch.ones_like(t), x, tile=48, overlap=16, blend="feather")
@@ -179,7 +201,7 @@ def test_oom_in_whole_mode_falls_back_to_tiles(image):
                     error=lambda: RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
     pred = Predictor(model)  # auto; 300x451 is under the CPU whole-image limit, so whole is tried first
     out = pred(image)
-    assert pred.last_run["mode"] == "tiled" and pred.last_run["tile"] == 128  # 256 failed too, then halved
+    assert pred.last_run["mode"] == "tiled" and pred.last_run["tile"] == 120  # 248 (256 fitted) failed too, halved
     assert out.shape == image.shape
 
 

@@ -11,6 +11,7 @@ Tiling modes (``tile`` argument):
   raising, images above ``max_whole_pixels`` (default 2**19, about 0.5 MP: a 35M-parameter PromptIR needs about
   8 GB of RAM for a whole 1 MP image) are tiled straight away. A model with the attribute
   ``prefer_whole_image = True`` (e.g. one that estimates the degradation globally) always runs whole in auto mode.
+  Auto-mode tiles are the default tile shrunk as far as the number of tiles allows (:func:`fitted_tile`).
 * ``0``: always the whole image.
 * ``N > 0``: tiles of N x N (rounded down to the pad multiple), overlap ``overlap``, blending ``blend``.
 
@@ -43,7 +44,7 @@ from torch import nn
 from anyrestore.archs.fastpaths import copy_model_attrs, optimize_model, set_device_fast_paths
 from anyrestore.archs.registry import model_meta
 from anyrestore.errors import AnyRestoreError, ConfigError
-from anyrestore.inference.tiling import BLENDS, is_out_of_memory, pad_to_multiple, tiled_apply
+from anyrestore.inference.tiling import BLENDS, fitted_tile, is_out_of_memory, pad_to_multiple, tiled_apply
 
 log = logging.getLogger("anyrestore.inference")
 
@@ -190,9 +191,13 @@ class Predictor:
                 if self.tile == 0:
                     raise InferenceError(f"out of memory on a {h}x{w} image in whole-image mode; "
                                          "use tiles (--tile 256)") from exc
-                log.warning("out of memory on the whole %dx%d image; switching to tiles of %d", h, w, self.default_tile)
+                log.warning("out of memory on the whole %dx%d image; switching to tiles of at most %d", h, w,
+                            self.default_tile)
                 self._free()
         tile = self._oom_tile or self.tile or self.default_tile
+        if self.tile is None and self._oom_tile is None:  # auto: as many tiles as the default, each no larger than needed
+            tile = fitted_tile(*x.shape[-2:], max(self.multiple, tile // self.multiple * self.multiple), self.overlap,
+                               self.multiple)
         while True:
             tile = max(self.multiple, tile // self.multiple * self.multiple)
             try:
