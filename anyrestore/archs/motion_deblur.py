@@ -263,15 +263,19 @@ def _filter_by_cosine_transforms(padded: torch.Tensor, gains: tuple[torch.Tensor
     up to float rounding (tested against the FFT route)."""
     import scipy.fft  # a dependency of the package; only this route needs it
 
-    even, odd = (g.float().numpy()[:, :, None] for g in gains)  # (B, J, 1, P+1, Q+1)
+    even, odd = (g.float().numpy() for g in gains)  # (B, J, P+1, Q+1)
+    has_odd = bool(np.any(odd))
     workers = torch.get_num_threads()
-    spectrum = scipy.fft.dctn(padded.numpy(), type=2, axes=(-2, -1), workers=workers)[:, None]  # (B, 1, C, P, Q)
-    out = scipy.fft.idctn(spectrum * even[..., :-1, :-1], type=2, axes=(-2, -1), workers=workers)
-    if np.any(odd):
-        shifted = np.zeros_like(spectrum)
-        shifted[..., :-1, :-1] = spectrum[..., 1:, 1:]  # the DCT-II at frequency P is zero
-        out -= scipy.fft.idstn(shifted * odd[..., 1:, 1:], type=2, axes=(-2, -1), workers=workers)
-    return torch.from_numpy(np.ascontiguousarray(out[..., m:m + h, m:m + w]))
+    channels = []
+    for image in padded.numpy().transpose(1, 0, 2, 3):  # one channel at a time: the spectra of a photo are big
+        spectrum = scipy.fft.dctn(image, type=2, axes=(-2, -1), workers=workers)[:, None]  # (B, 1, P, Q)
+        out = scipy.fft.idctn(spectrum * even[..., :-1, :-1], type=2, axes=(-2, -1), workers=workers)
+        if has_odd:
+            shifted = np.zeros_like(spectrum)
+            shifted[..., :-1, :-1] = spectrum[..., 1:, 1:]  # the DCT-II at frequency P is zero
+            out -= scipy.fft.idstn(shifted * odd[..., 1:, 1:], type=2, axes=(-2, -1), workers=workers)
+        channels.append(torch.from_numpy(np.ascontiguousarray(out[..., m:m + h, m:m + w])))
+    return torch.stack(channels, dim=2)
 
 
 def wiener_gain(otf: torch.Tensor, lam: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
