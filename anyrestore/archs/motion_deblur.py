@@ -244,7 +244,7 @@ def _cosine_transfers(transfers, kernels: torch.Tensor, ph: int, pw: int) -> tup
     kernels = kernels.double()
     cosines = torch.einsum("yu,buv,xv->byx", angles_y.cos(), kernels, angles_x.cos())
     sines = torch.einsum("yu,buv,xv->byx", angles_y.sin(), kernels, angles_x.sin())
-    gradients = (2 - 2 * freqs_y.cos())[:, None] + (2 - 2 * freqs_x.cos())[None, :]
+    gradients = gradient_spectrum(2 * ph, 2 * pw, kernels.device)[: ph + 1]  # the mirrored grid's first quadrant
     plus, minus = transfers(cosines - sines, gradients), transfers(cosines + sines, gradients)
     if plus.requires_grad:
         return None

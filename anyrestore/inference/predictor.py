@@ -196,10 +196,9 @@ class Predictor:
                 self._free()
         tile = self._oom_tile or self.tile or self.default_tile
         if self.tile is None and self._oom_tile is None:  # auto: as many tiles as the default, each no larger than needed
-            tile = fitted_tile(*x.shape[-2:], max(self.multiple, tile // self.multiple * self.multiple), self.overlap,
-                               self.multiple)
+            tile = fitted_tile(*x.shape[-2:], self._round_tile(tile), self.overlap, self.multiple)
         while True:
-            tile = max(self.multiple, tile // self.multiple * self.multiple)
+            tile = self._round_tile(tile)
             try:
                 y = tiled_apply(self._forward, x, tile=tile, overlap=self.overlap, blend=self.blend,
                                 compute_device=self.device, accumulate_device=self._accumulate_device(x),
@@ -216,6 +215,10 @@ class Predictor:
                 new_tile = max(self.min_tile, tile // 2 // self.multiple * self.multiple)
                 log.warning("out of memory with %dx%d tiles; retrying with %dx%d", tile, tile, new_tile, new_tile)
                 tile = self._oom_tile = new_tile
+
+    def _round_tile(self, tile: int) -> int:
+        """``tile`` rounded down to the pad multiple (at least one multiple)."""
+        return max(self.multiple, tile // self.multiple * self.multiple)
 
     def _whole_first(self, pixels: int) -> bool:
         if self.tile == 0:
