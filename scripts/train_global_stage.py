@@ -1,8 +1,9 @@
 """Train one whole-image stage of the default model on top of frozen restoration weights.
 
-The default model's U-Net sees one crop or tile at a time. Four corrections need the whole image instead, and each
-is a small head (:mod:`anyrestore.archs.tone_curve`, :mod:`anyrestore.archs.global_sharpen`,
-:mod:`anyrestore.archs.motion_deblur`, :mod:`anyrestore.archs.chroma_denoise`) that reads statistics of the whole degraded input or of the U-Net's output.
+The default model's U-Net sees one crop or tile at a time. Five corrections need the whole image instead; four are
+small heads (:mod:`anyrestore.archs.tone_curve`, :mod:`anyrestore.archs.global_sharpen`,
+:mod:`anyrestore.archs.motion_deblur`, :mod:`anyrestore.archs.chroma_denoise`) that read statistics of the whole
+degraded input or of the U-Net's output, and one has no weights (:mod:`anyrestore.archs.coarse_pass`).
 The U-Net (and any stage trained before) is frozen, so each training set is computed once, and a run takes minutes
 on 2 CPU cores. A ``--cache`` file is keyed by the U-Net's weights and the options, not by the stages: retraining
 one stage reuses the sets of the others.
@@ -57,7 +58,11 @@ noisy photos. The stage guided-filters the chroma of the U-Net output by its own
 1. 3,000 native-resolution 128² crops: 40 % with Gaussian noise alone (sigma 1-50; half of them then saved as JPEG
    q 50-95), 10 % clean, the rest the default model's training mixture;
 2. the frozen U-Net restores each crop once; the filtered output and the gate's statistics are computed once;
-3. 1,500 Adam steps on the PSNR loss at batch 32. At inference the stage comes first, before the motion stage.
+3. 1,500 Adam steps on the PSNR loss at batch 32. At inference the stage comes before the motion stage.
+
+``coarse_pass`` (no weights; stage 12, seconds): the U-Net also restores the whole input downscaled to its training
+scale, and a lifted haze veil is carried to the full-resolution output (:mod:`anyrestore.archs.coarse_pass`). There
+is nothing to train: the command writes the weights with the stage switched on. At inference it comes first.
 
     python scripts/train_global_stage.py tone_curve --weights runs/default-gpu-polish/model.safetensors \
         -o runs/default-tone-curve/model.safetensors
@@ -437,6 +442,7 @@ DEFAULTS = {  # per stage: samples, steps, MSE steps first, batch
                 "through_later": False, "deconvolution_steps": 500, "gate_steps": 300, "jpeg_share": 0.2},
     "chroma_denoise": {"samples": 3000, "steps": 1500, "mse_steps": 0, "batch": 32, "choice_steps": 0,
                        "through_later": False, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
+    "coarse_pass": {},  # no weights: switched on, not trained
     "motion_deblur": {"samples": 2000, "steps": 2400, "mse_steps": 0, "batch": 16, "choice_steps": 800,
                       "through_later": True, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
 }
@@ -527,11 +533,18 @@ def main(argv: list[str] | None = None) -> int:
         kwargs["sharpen_mode"] = args.sharpen_mode
     model = build_arch(previous.arch_name, previous.meta, **kwargs)
     missing, unexpected = model.load_state_dict(previous.state_dict(), strict=False)
-    if unexpected or not missing or any(not k.startswith(f"{args.stage}.") for k in missing):
+    has_weights = args.stage != "coarse_pass"
+    if unexpected or (has_weights and not missing) or any(not k.startswith(f"{args.stage}.") for k in missing):
         raise SystemExit(f"train_global_stage: {args.weights} is not a model of this architecture without a "
                          f"{args.stage} stage")
     model.arch_name, model.preset_name = previous.arch_name, _preset_of(previous, kwargs)
     model.eval()
+    if not has_weights:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        save_model(model, args.out, weights="ema", run="default-coarse-pass", stage=args.stage,
+                   previous_weights=args.weights.name, previous_sha256=previous_sha256)
+        print(f"wrote {args.out}: {args.stage} switched on (no weights to train)")
+        return 0
 
     data = training_set(model, args, started)
     head = getattr(model, args.stage)

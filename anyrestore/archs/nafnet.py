@@ -18,6 +18,7 @@ from torch import nn
 
 from anyrestore.archs.blocks import LayerNorm2d, SimpleGate, pad_to_multiple, rename_keys
 from anyrestore.archs.chroma_denoise import ChromaDenoise
+from anyrestore.archs.coarse_pass import CoarsePass
 from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
 from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
 from anyrestore.archs.global_sharpen import GlobalSharpen
@@ -111,11 +112,12 @@ class WholeImageStages(nn.Module):
     """Whole-image stages applied in order to the U-Net's output clamped to [0, 1] (as they were trained), each
     ``stage(degraded, restored)``. Built on the fly by :attr:`NAFNet.global_stage`; the stages' weights stay
     under the NAFNet's own keys. The sharpen stage is told how much of the motion deconvolution was blended in
-    (:meth:`GlobalSharpen.yield_to_motion`)."""
+    (:meth:`GlobalSharpen.yield_to_motion`); a :class:`CoarsePass` is given the U-Net itself (``restorer``)."""
 
-    def __init__(self, stages: Sequence[nn.Module]) -> None:
+    def __init__(self, stages: Sequence[nn.Module], restorer=None) -> None:
         super().__init__()
         self.stages = nn.ModuleList(stages)
+        self.restorer = restorer
 
     def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
         restored = restored.clamp(0.0, 1.0)
@@ -128,6 +130,8 @@ class WholeImageStages(nn.Module):
                     restored = stage.apply(restored, *estimate)
             elif isinstance(stage, GlobalSharpen):
                 restored = stage(degraded, restored, motion_share)
+            elif isinstance(stage, CoarsePass):
+                restored = stage(degraded, restored, self.restorer)
             else:
                 restored = stage(degraded, restored)
         return restored
@@ -162,6 +166,10 @@ class NAFNet(nn.Module):
         tone_curve: add a :class:`~anyrestore.archs.tone_curve.GlobalToneCurve` (keys ``tone_curve.*``) that
             corrects the exposure of the whole image after the U-Net and ``sharpen`` (the default model's exposure
             stage).
+        coarse_pass: add a :class:`~anyrestore.archs.coarse_pass.CoarsePass` (no weights), first of the
+            whole-image stages: the U-Net also restores the whole input downscaled to its training scale, and a
+            lifted haze veil is carried to the full-resolution output (the default model's haze stage for large
+            photos).
 
     MaskDCPT hook points (``MASK_POINTS``) are module names: forward hooks on them re-mask features; with no hook
     installed the network is the plain one.
@@ -184,6 +192,7 @@ class NAFNet(nn.Module):
         tone_curve: bool = False,
         motion_deblur: bool = False,
         chroma_denoise: bool = False,
+        coarse_pass: bool = False,
     ) -> None:
         super().__init__()
         if len(enc_blocks) != len(dec_blocks):
@@ -207,6 +216,7 @@ class NAFNet(nn.Module):
             self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
             self.decoders.append(_stage(c, n, ln_eps))
+        self.coarse_pass = CoarsePass() if coarse_pass else None
         self.chroma_denoise = ChromaDenoise() if chroma_denoise else None
         self.motion_deblur = GlobalMotionDeblur() if motion_deblur else None
         self.sharpen = GlobalSharpen(mode=sharpen_mode) if sharpen else None
@@ -215,9 +225,9 @@ class NAFNet(nn.Module):
     @property
     def global_stage(self) -> WholeImageStages | None:
         """The part that must see the whole image (run once per image by the Predictor), or None."""
-        stages = [stage for stage in (self.chroma_denoise, self.motion_deblur, self.sharpen, self.tone_curve)
-                  if stage is not None]
-        return WholeImageStages(stages) if stages else None
+        stages = [stage for stage in (self.coarse_pass, self.chroma_denoise, self.motion_deblur, self.sharpen,
+                                      self.tone_curve) if stage is not None]
+        return WholeImageStages(stages, restorer=self.forward_local) if stages else None
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         return pad_to_multiple(x, self.pad_multiple, self.pad_mode)
@@ -293,12 +303,12 @@ register_preset("nafnet-maskdcpt", "nafnet",
                 description="NAFNet w64 as released by MaskDCPT (LN eps 1e-5, reflect pad)",
                 pad_multiple=16, width=64, ln_eps=1e-5, pad_mode="reflect", **_GOPRO)
 register_preset("nafnet-default", "nafnet", default=True,
-                description="compact NAFNet (4.45 M) + whole-image colour-noise smoothing, motion deblurring, "
-                            "Gaussian deconvolution and exposure curve: the shipped all-in-one default model "
-                            "(weights bundled)",
+                description="compact NAFNet (4.45 M) + whole-image coarse haze pass, colour-noise smoothing, motion "
+                            "deblurring, Gaussian deconvolution and exposure curve: the shipped all-in-one default "
+                            "model (weights bundled)",
                 pad_multiple=16, input_levels=255, width=24, enc_blocks=(1, 1, 2, 4), middle_blocks=2,
                 dec_blocks=(1, 1, 1, 1), pad_mode="reflect", sharpen=True, sharpen_mode="wiener", tone_curve=True,
-                motion_deblur=True, chroma_denoise=True)
+                motion_deblur=True, chroma_denoise=True, coarse_pass=True)
 register_preset("nafnet-tiny", "nafnet", description="tiny NAFNet for tests and smoke runs",
                 pad_multiple=16, width=8, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1))
 

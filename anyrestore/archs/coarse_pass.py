@@ -1,0 +1,92 @@
+"""A coarse pass of the local restorer over the whole image: the default model's haze stage for large photos.
+
+The default model's U-Net was trained on 96-128 px crops, and the synthetic haze of its training set spans the crop
+it is given: every training crop holds a whole ramp from near to far. In a large photo the same haze spans the whole
+frame, each tile sees an almost uniform veil, and the U-Net leaves most of it in place (held-out photos, haze β 1.5:
++10.9 dB on 256² crops, +1.7 dB whole).
+
+This stage shows the U-Net the whole image at its training scale: the input area-downscaled to about ``side`` px on
+the shorter side. It compares that coarse restoration ``c`` with the full-resolution output ``y`` downscaled the same
+way, ``d``, and fits per window ``c ≈ a·d + b_ch``: one contrast gain ``a`` shared by the channels and an offset per
+channel, regularised towards the identity (``a`` -> 1 where ``d`` is flat). The fit is box-filtered, resized to
+full resolution and applied as ``a·y + b``, so the output keeps the full-resolution detail of ``y``.
+
+Only a lifted veil is carried over. Haze ``I = J·t + A·(1 − t)`` is undone by ``J = a·I + b`` with ``a = 1/t ≥ 1``
+and ``b = −A·(a − 1) ≤ 0``, so the stage clamps ``a ≥ 1`` and ``b ≤ 0`` and applies the fit only when the airlight it
+implies, ``A_ch = −Σb_ch / Σ(a − 1)``, is bright (≥ ``min_airlight`` on average) and the veil ``1 − 1/a`` covers at
+least ``min_veil`` of the image on average. The coarse passes of rain, snow, blur, low light and JPEG differ from
+the fine one too, but their fits imply dark airlights (0.0-0.5 on the held-out photos), and they are left alone.
+Images whose shorter side is below ``min_scale·side`` are already at the U-Net's scale and pass unchanged.
+The stage has no weights.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anyrestore.archs.chroma_denoise import box_mean
+
+
+class CoarsePass(nn.Module):
+    """Carry the large-scale correction of a downscaled restoration to the full-resolution output.
+
+    Args:
+        side: shorter side of the coarse pass in pixels (the U-Net's training scale).
+        min_scale: run only on images whose shorter side is at least ``min_scale * side``.
+        radius: box radius of the local fit, in coarse pixels.
+        eps: ridge of the fit, towards ``a = 1``.
+        min_airlight: smallest mean airlight (0-1) the fit must imply.
+        min_veil: smallest mean veil ``1 − 1/a``.
+    """
+
+    def __init__(self, *, side: int = 192, min_scale: float = 2.0, radius: int = 8, eps: float = 1e-3,
+                 min_airlight: float = 0.6, min_veil: float = 0.005) -> None:
+        super().__init__()
+        self.side, self.min_scale, self.radius, self.eps = side, min_scale, radius, eps
+        self.min_airlight, self.min_veil = min_airlight, min_veil
+
+    def coarse_size(self, height: int, width: int) -> tuple[int, int] | None:
+        """The coarse pass's (H, W) for an image of this size, or None when the image is too small for one."""
+        scale = min(height, width) / self.side
+        if scale < self.min_scale:
+            return None
+        return max(1, round(height / scale)), max(1, round(width / scale))
+
+    def fit(self, fine: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel gain (B,1,h,w) >= 1 and offsets (B,C,h,w) <= 0 with ``coarse ≈ gain·fine + offset``."""
+        r = self.radius
+        mean_f, mean_c = box_mean(fine, r), box_mean(coarse, r)
+        cov = (box_mean(fine * coarse, r) - mean_f * mean_c).sum(1, keepdim=True)
+        var = (box_mean(fine * fine, r) - mean_f * mean_f).sum(1, keepdim=True)
+        gain = ((cov + self.eps) / (var + self.eps)).clamp_min(1.0)
+        offset = (mean_c - gain * mean_f).clamp_max(0.0)
+        return box_mean(gain, r), box_mean(offset, r)
+
+    def veil_lifted(self, gain: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: the fit looks like haze removal (a bright implied airlight over enough of the image)."""
+        lift = (gain - 1).flatten(1).sum(1)
+        airlight = -offset.flatten(2).sum(2) / lift.clamp_min(1e-6).unsqueeze(1)
+        veil = (1 - 1 / gain).flatten(1).mean(1)
+        return (airlight.mean(1) >= self.min_airlight) & (veil >= self.min_veil)
+
+    def forward(self, degraded: torch.Tensor, restored: torch.Tensor,
+                restorer: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``restored`` (B,C,H,W), corrected where the coarse restoration of ``degraded`` lifts a veil.
+        ``restorer`` is the local network (any input size)."""
+        size = self.coarse_size(*degraded.shape[-2:])
+        if size is None:
+            return restored
+        coarse = restorer(F.interpolate(degraded.float(), size=size, mode="area")).float().clamp(0.0, 1.0)
+        fine = F.interpolate(restored.float(), size=size, mode="area")
+        gain, offset = self.fit(fine, coarse)
+        keep = self.veil_lifted(gain, offset)
+        if not keep.any():
+            return restored
+        full = restored.shape[-2:]
+        gain = F.interpolate(gain, size=full, mode="bilinear", align_corners=False)
+        offset = F.interpolate(offset, size=full, mode="bilinear", align_corners=False)
+        corrected = (gain * restored.float() + offset).clamp(0.0, 1.0).to(restored.dtype)
+        return torch.where(keep.view(-1, 1, 1, 1), corrected, restored)

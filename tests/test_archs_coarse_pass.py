@@ -1,0 +1,127 @@
+"""The coarse haze pass (anyrestore.archs.coarse_pass): a lifted veil is carried to full resolution, nothing else."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+
+from _cli_testutil import load_script
+from anyrestore.archs import build_model
+from anyrestore.archs.coarse_pass import CoarsePass
+from anyrestore.checkpoints import load_model, save_model
+from anyrestore.inference import Predictor
+from anyrestore.metrics import psnr
+
+AIRLIGHT = 0.9
+
+
+def _scene(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    """A smooth random colour image (1,3,H,W) with fine texture on top, in [0.05, 0.95]."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = F.interpolate(torch.rand(1, 3, h // 16, w // 16, generator=g), size=(h, w), mode="bicubic",
+                           align_corners=False)
+    fine = 0.1 * (torch.rand(1, 3, h, w, generator=g) - 0.5)
+    return (0.1 + 0.8 * coarse + fine).clamp(0.05, 0.95)
+
+
+def _transmission(h: int, w: int) -> torch.Tensor:
+    """Top far, bottom near: t from 0.25 to 1 down the frame, (1,1,H,W)."""
+    return torch.linspace(0.25, 1.0, h).view(1, 1, h, 1).expand(1, 1, h, w)
+
+
+def _haze(clean: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return clean * t + AIRLIGHT * (1 - t)
+
+
+def _dehazing_oracle(t_full: torch.Tensor):
+    """A restorer that undoes the haze exactly at whatever (smaller) size it is given."""
+    def restore(x: torch.Tensor) -> torch.Tensor:
+        t = F.interpolate(t_full, size=x.shape[-2:], mode="area")
+        return (x - AIRLIGHT * (1 - t)) / t
+    return restore
+
+
+def test_coarse_size_keeps_the_aspect_and_skips_images_already_at_the_unet_scale():
+    stage = CoarsePass(side=192, min_scale=2.0)
+    assert stage.coarse_size(383, 1000) is None
+    assert stage.coarse_size(384, 600) == (192, 300)
+    assert stage.coarse_size(1440, 720) == (384, 192)
+    x = _scene(200, 300)
+    calls = []
+    assert torch.equal(stage(x, x, lambda y: calls.append(y) or y), x) and not calls  # no coarse pass run
+
+
+def test_a_lifted_veil_is_carried_to_full_resolution_with_the_fine_detail():
+    clean = _scene(400, 640)
+    t = _transmission(400, 640)
+    hazy = _haze(clean, t)
+    out = CoarsePass()(hazy, hazy, _dehazing_oracle(t))  # the local restorer left the haze in place
+    assert psnr(hazy[0], clean[0]) < 15
+    assert psnr(out[0], clean[0]) > psnr(hazy[0], clean[0]) + 12
+    # the fine texture, which the coarse pass cannot see, survives: the residual holds little of it
+    detail = clean - F.avg_pool2d(F.pad(clean, (2, 2, 2, 2), mode="reflect"), 5, stride=1)
+    out_detail = out - F.avg_pool2d(F.pad(out, (2, 2, 2, 2), mode="reflect"), 5, stride=1)
+    kept = (out_detail * detail).sum() / (detail * detail).sum()
+    assert kept > 0.5
+
+
+def test_fits_that_imply_a_dark_airlight_are_left_alone():
+    """Low light, rain and the like: the coarse pass raises contrast around a dark level, not a bright veil."""
+    x = _scene(400, 600, seed=1)
+    stage = CoarsePass()
+    brighten = lambda y: (1.3 * y - 0.05).clamp(0, 1)  # noqa: E731  implied airlight 0.05 / 0.3 = 0.17
+    assert torch.equal(stage(x, x, brighten), x)
+    same = lambda y: y  # noqa: E731
+    assert torch.equal(stage(x, x, same), x)  # nothing to carry over
+    gain, offset = stage.fit(F.interpolate(x, size=(192, 288), mode="area"),
+                             brighten(F.interpolate(x, size=(192, 288), mode="area")))
+    assert gain.min() >= 1.0 and offset.max() <= 0.0
+    assert not stage.veil_lifted(gain, offset).any()
+
+
+def test_each_image_of_a_batch_is_gated_on_its_own():
+    clean = torch.cat([_scene(400, 640, seed=2), _scene(400, 640, seed=3)])
+    t = _transmission(400, 640)
+    batch = torch.cat([_haze(clean[:1], t), clean[1:]])
+    oracle = _dehazing_oracle(t)
+    restorer = lambda y: torch.cat([oracle(y[:1]), y[1:]])  # noqa: E731  the second image needs nothing
+    out = CoarsePass()(batch, batch, restorer)
+    assert torch.equal(out[1], batch[1])
+    assert psnr(out[0], clean[0]) > psnr(batch[0], clean[0]) + 12
+
+
+def test_the_stage_comes_first_and_runs_the_unet_on_the_downscaled_whole_image(tmp_path):
+    model = build_model("nafnet-tiny", coarse_pass=True, tone_curve=True).eval()
+    assert [type(s).__name__ for s in model.global_stage.stages] == ["CoarsePass", "GlobalToneCurve"]
+    loaded = load_model(save_model(model, tmp_path / "m.safetensors"))
+    assert loaded.arch_kwargs["coarse_pass"] is True
+    seen = []
+    local = loaded.forward_local
+    loaded.forward_local = lambda x: seen.append(tuple(x.shape[-2:])) or local(x)
+    x = _scene(400, 520, seed=4)[0]
+    options = {"device": "cpu", "tile": 128, "overlap": 16, "fast": False, "channels_last": False}
+    with torch.inference_mode():
+        Predictor(loaded, **options)(x)
+    *tiles, coarse = seen
+    assert coarse == (192, 250) and tiles and all(max(size) <= 128 for size in tiles)  # the tiles, then the pass
+
+
+def test_the_training_script_switches_the_stage_on_without_changing_a_tensor(tmp_path):
+    torch.manual_seed(0)
+    weights = save_model(build_model("nafnet-tiny", tone_curve=True), tmp_path / "unet.safetensors")
+    script = load_script("scripts/train_global_stage.py")
+    out = tmp_path / "coarse.safetensors"
+    assert script.main(["coarse_pass", "--weights", str(weights), "-o", str(out)]) == 0
+    before, after = load_model(weights), load_model(out)
+    assert after.coarse_pass is not None and before.coarse_pass is None
+    assert before.state_dict().keys() == after.state_dict().keys()
+    for key, value in before.state_dict().items():
+        assert torch.equal(after.state_dict()[key], value), key
+    with safe_open(out, "pt") as f:
+        assert f.metadata()["previous_sha256"] == before.checkpoint_info["sha256"]
+        assert json.loads(f.metadata()["arch_kwargs"])["coarse_pass"] is True
+    with pytest.raises(SystemExit, match="already has a coarse_pass stage"):
+        script.main(["coarse_pass", "--weights", str(out), "-o", str(tmp_path / "again.safetensors")])
