@@ -33,7 +33,9 @@ def _colour_transform(x: torch.Tensor, matrix) -> torch.Tensor:
 def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Mean over (2 radius + 1)² windows of (B,C,H,W), mirrored at the borders (replicated below 2 pixels)."""
     mode = "reflect" if min(x.shape[-2:]) > radius else "replicate"
-    return F.avg_pool2d(F.pad(x, (radius,) * 4, mode=mode), 2 * radius + 1, stride=1)
+    size = 2 * radius + 1  # rows then columns: O(size) per pixel, not O(size²)
+    padded = F.pad(x, (radius,) * 4, mode=mode)
+    return F.avg_pool2d(F.avg_pool2d(padded, (1, size), stride=1), (size, 1), stride=1)
 
 
 def guided_filter(source: torch.Tensor, guide: torch.Tensor, radius: int = RADIUS, eps: float = EPS) -> torch.Tensor:
