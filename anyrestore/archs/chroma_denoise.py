@@ -6,8 +6,8 @@ luma Y as guide removes them: in each ``(2 RADIUS + 1)²`` window the chroma is 
 ``a·Y + b``, so chroma edges that follow luma edges stay and blotches on flat luma go. Luma is left exactly as it
 is. On photos whose colour texture does not follow the luma (sand, gravel) the filter costs detail, so a small gate
 predicts, per image, the share of the filtered image to blend in from statistics of the input (its noise) and of
-the restoration. The Predictor runs the stage once per image after the tiles (``global_stage``), first of the
-whole-image stages.
+the restoration. The Predictor runs the stage once per image after the tiles (``global_stage``), after the
+coarse pass and before the other whole-image stages.
 """
 from __future__ import annotations
 

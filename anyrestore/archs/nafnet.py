@@ -10,7 +10,7 @@ Checkpoint families: ``official`` (canonical) and ``maskdcpt`` (``.blocks.`` nam
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -114,7 +114,8 @@ class WholeImageStages(nn.Module):
     under the NAFNet's own keys. The sharpen stage is told how much of the motion deconvolution was blended in
     (:meth:`GlobalSharpen.yield_to_motion`); a :class:`CoarsePass` is given the U-Net itself (``restorer``)."""
 
-    def __init__(self, stages: Sequence[nn.Module], restorer=None) -> None:
+    def __init__(self, stages: Sequence[nn.Module],
+                 restorer: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__()
         self.stages = nn.ModuleList(stages)
         self.restorer = restorer
@@ -162,7 +163,7 @@ class NAFNet(nn.Module):
         sharpen_mode: that stage's mode, ``"unsharp"`` or ``"wiener"``.
         chroma_denoise: add a :class:`~anyrestore.archs.chroma_denoise.ChromaDenoise` (keys
             ``chroma_denoise.*``): a predicted share of the U-Net output with its chroma guided-filtered by its
-            luma (the default model's colour-noise stage), first of the whole-image stages.
+            luma (the default model's colour-noise stage), first of the stages with weights (after ``coarse_pass``).
         tone_curve: add a :class:`~anyrestore.archs.tone_curve.GlobalToneCurve` (keys ``tone_curve.*``) that
             corrects the exposure of the whole image after the U-Net and ``sharpen`` (the default model's exposure
             stage).
