@@ -47,8 +47,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "and run the plain official formulas, e.g. to compare with upstream code (default: "
                              "every fast path on CPU, the subset measured fastest on CUDA)")
     parser.add_argument("--local-only", action="store_true",
-                        help="run the model without its whole-image stages (the default model's colour-noise "
-                             "smoothing, motion deblurring, sharpening and exposure curve, which brightens photos it "
+                        help="run the model without its whole-image stages (the default model's coarse haze pass, "
+                             "colour-noise smoothing, motion deblurring, sharpening and exposure curve, which brightens photos it "
                              "judges under-exposed); use it to keep a genuinely dark scene (night, low-key) as dark "
                              "as it is")
     parser.add_argument("--twin-mask", action="store_true",
