@@ -38,6 +38,11 @@ residual. The head predicts one monotone curve from brightness statistics of the
    mean of per-image PSNRs, the quality report's average, which keeps dark scenes and photos that need no
    correction as they are). The dark scenes and the dark photographs of the training set are identity targets:
    from the statistics of the *whole* image the head learns which dark inputs to brighten.
+Stage 13 trains a new head in place of stage 8's (``--replace``) with dark scenes that keep their white point,
+``x^g`` with g in [1, 1.8] and s in [0.92, 1] (a dark scene is exposed for its highlights; an under-exposed photo
+is not), and 15 % small windows that are dark in the photo itself (``--dark-window-share``; crops of shadows, which
+have no highlights either). Stage 8's scenes, ``s·x^g`` with s in [0.55, 0.9], looked like mild under-exposures,
+and its head brightened whole under-exposed photos hardly at all.
 
 ``motion_deblur`` (about 1.4 k parameters; stage 10, about 55 minutes from scratch): the U-Net leaves a linear
 motion blur almost as it is. The stage finds the blur's length and direction in the cepstrum of the whole restored
@@ -96,6 +101,7 @@ from anyrestore.degradations.pipeline import degrade
 from anyrestore.io import atomic_write_bytes, read_image
 
 THUMB = 128  # tone_curve: whole-photo thumbnails
+SCENE_GAMMA, SCENE_SCALE = (1.0, 1.6), (0.55, 0.9)  # tone_curve: the dark scenes of the shipped recipe's stage 8
 DARK_WINDOW_MEAN = 0.22  # tone_curve: a window this dark in the clean photo is a dark scene, not an exposure error
 DARK_WINDOW_TRIES = 200
 LOSS_SIDE = 64
@@ -172,12 +178,13 @@ def make_thumbnails(paths: list[Path], count: int, seed: int, dark_window_share:
 
 
 def degrade_all(clean: torch.Tensor, share: float, scene_share: float, seed: int,
-                natural_dark: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                natural_dark: torch.Tensor | None = None, scene_gamma: tuple[float, float] = SCENE_GAMMA,
+                scene_scale: tuple[float, float] = SCENE_SCALE) -> tuple[torch.Tensor, torch.Tensor]:
     """Degrade the thumbnails in place of a data loader. A ``share`` of them is under-exposed (``dark`` marks
-    them); a ``scene_share`` first becomes a dark scene, ``s * x^g`` with g in [1, 1.6] and s in [0.55, 0.9]
-    (the mild dark copies of scripts/make_dark_photos.py), which is then its own clean target; the rest, dark
-    scenes included, get the default model's training mixture. ``natural_dark`` thumbnails (already dark in the
-    photo) only get the mixture."""
+    them); a ``scene_share`` first becomes a dark scene, ``s * x^g`` with g in ``scene_gamma`` and s in
+    ``scene_scale`` (by default the mild dark copies of scripts/make_dark_photos.py), which is then its own clean
+    target; the rest, dark scenes included, get the default model's training mixture. ``natural_dark`` thumbnails
+    (already dark in the photo) only get the mixture."""
     generator = torch.Generator().manual_seed(seed + 1)
     degraded = torch.empty_like(clean)
     dark = torch.zeros(len(clean), dtype=torch.bool)
@@ -190,7 +197,7 @@ def degrade_all(clean: torch.Tensor, share: float, scene_share: float, seed: int
             dark[i] = True
             continue
         if draw < share + scene_share:
-            gamma, scale = _uniform(generator, 1.0, 1.6), _uniform(generator, 0.55, 0.9)
+            gamma, scale = _uniform(generator, *scene_gamma), _uniform(generator, *scene_scale)
             clean[i] = (scale * clean[i] ** gamma * 255).round() / 255
         degraded[i] = degrade(clean[i], "default-model", seed=seed * 1_000_003 + i)[0]
     return degraded, dark
@@ -345,6 +352,8 @@ def recipe_key(model: torch.nn.Module, args: argparse.Namespace) -> str:
         recipe.update(dark=args.dark_share, scene=args.scene_share)
         if args.dark_window_share:
             recipe.update(dark_windows=args.dark_window_share)
+        if (tuple(args.scene_gamma), tuple(args.scene_scale)) != (SCENE_GAMMA, SCENE_SCALE):
+            recipe.update(scene_gamma=list(args.scene_gamma), scene_scale=list(args.scene_scale))
     elif args.stage == "chroma_denoise":
         recipe.update(noise=args.noise_share, noise_jpeg="half, q50-95", clean=0.1)
     elif args.stage == "sharpen":
@@ -376,7 +385,8 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, started: floa
     paths = photo_paths(args.photos)
     if args.stage == "tone_curve":
         clean, natural_dark = make_thumbnails(paths, args.samples, args.seed, args.dark_window_share)
-        degraded, marked = degrade_all(clean, args.dark_share, args.scene_share, args.seed, natural_dark)
+        degraded, marked = degrade_all(clean, args.dark_share, args.scene_share, args.seed, natural_dark,
+                                       args.scene_gamma, args.scene_scale)
     elif args.stage == "sharpen":
         clean = make_crops(paths, args.samples, args.seed)
         degraded, marked = blur_or_mix(clean, args.blur_share, args.seed, args.jpeg_share)
@@ -461,6 +471,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dark-share", type=float, default=0.3, help="tone_curve: share of under-exposed samples")
     parser.add_argument("--scene-share", type=float, default=0.4,
                         help="tone_curve: share of thumbnails turned into clean dark scenes (kept dark)")
+    parser.add_argument("--scene-gamma", type=float, nargs=2, default=SCENE_GAMMA, metavar=("LOW", "HIGH"),
+                        help="tone_curve: exponent range of the dark scenes (default 1 1.6)")
+    parser.add_argument("--scene-scale", type=float, nargs=2, default=SCENE_SCALE, metavar=("LOW", "HIGH"),
+                        help="tone_curve: white-point range of the dark scenes (default 0.55 0.9; 1 1 keeps the "
+                             "white point, as a dark scene exposed for its highlights does)")
     parser.add_argument("--dark-window-share", type=float, default=0.0,
                         help="tone_curve: share of thumbnails that are small windows already dark in the photo "
                              "(kept dark; the shipped head was trained with 0)")
@@ -503,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="score the head's output after the frozen stages that run after it at inference "
                              "(motion_deblur: on, so it does not deconvolve what the sharpen stage restores anyway; "
                              "the shipped tone_curve and sharpen heads were trained without)")
+    parser.add_argument("--replace", action="store_true",
+                        help="the weights already have this stage: drop it and train a new one from scratch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=None,
                         help="file to keep the training set in (the U-Net outputs take minutes); reused when it was "
@@ -525,14 +542,17 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = load_model(args.weights)
     previous_sha256 = previous.checkpoint_info["sha256"]
+    kept = previous.state_dict()
     if previous.arch_kwargs.get(args.stage):  # checked first: another mode of the stage would not even load
-        raise SystemExit(f"train_global_stage: {args.weights} already has a {args.stage} stage; train it on a "
-                         f"model without a {args.stage} stage")
+        if not args.replace:
+            raise SystemExit(f"train_global_stage: {args.weights} already has a {args.stage} stage; pass --replace "
+                             f"to train a new one in its place")
+        kept = {k: v for k, v in kept.items() if not k.startswith(f"{args.stage}.")}
     kwargs = {**previous.arch_kwargs, args.stage: True}
     if args.stage == "sharpen" and args.sharpen_mode != "unsharp":  # the constructor's default stays implicit
         kwargs["sharpen_mode"] = args.sharpen_mode
     model = build_arch(previous.arch_name, previous.meta, **kwargs)
-    missing, unexpected = model.load_state_dict(previous.state_dict(), strict=False)
+    missing, unexpected = model.load_state_dict(kept, strict=False)
     has_weights = args.stage != "coarse_pass"
     if unexpected or (has_weights and not missing) or any(not k.startswith(f"{args.stage}.") for k in missing):
         raise SystemExit(f"train_global_stage: {args.weights} is not a model of this architecture without a "

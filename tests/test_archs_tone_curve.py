@@ -267,3 +267,40 @@ def test_dark_windows_are_dark_in_the_photo_and_kept_as_they_are(tmp_path):
     assert not under_exposed[natural_dark].any() and under_exposed[~natural_dark].any()
     assert torch.equal(clean[natural_dark], thumbs[natural_dark])  # never made a darker "scene": its own target
     assert not torch.equal(clean[~natural_dark], thumbs[~natural_dark])  # others did become dark scenes
+
+
+def test_dark_scenes_keep_their_white_point_when_the_scale_range_is_one(tmp_path):
+    """``--scene-scale 1 1``: a dark scene is ``x^g`` (exposed for its highlights), unlike an under-exposure; the
+    default range (0.55-0.9) pulls the white point down as well."""
+    script = _script()
+    thumbs = _rand(6, 3, 32, 32, seed=13).clamp(0.05, 1.0)
+    thumbs[:, :, 0, 0] = 1.0  # a white highlight in each
+    clean = thumbs.clone()
+    _, under_exposed = script.degrade_all(clean, share=0.0, scene_share=1.0, seed=5, scene_gamma=(1.5, 1.5),
+                                          scene_scale=(1.0, 1.0))
+    assert not under_exposed.any()
+    torch.testing.assert_close(clean, (thumbs ** 1.5 * 255).round() / 255, rtol=0, atol=1e-6)
+    assert torch.all(clean[:, :, 0, 0] == 1.0)
+    default = thumbs.clone()
+    script.degrade_all(default, share=0.0, scene_share=1.0, seed=5)
+    assert torch.all(default.amax(dim=(1, 2, 3)) <= script.SCENE_SCALE[1] + 1e-6)
+
+
+def test_replace_trains_a_new_head_in_place_of_the_old_one(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_image(photos / "p.png", _rand(3, 140, 150, seed=14))
+    model = _toned_tiny(15)
+    weights = save_model(model, tmp_path / "toned.safetensors")
+    script = _script()
+    script.shipped_photo_paths = lambda: []
+    args = ["tone_curve", "--weights", str(weights), "--photos", str(photos), "--samples", "12", "--steps", "4",
+            "--batch", "4", "--mse-steps", "2", "--scene-scale", "0.95", "1", "-o", str(tmp_path / "new.safetensors")]
+    with pytest.raises(SystemExit, match="already has a tone_curve stage; pass --replace"):
+        script.main(args)
+    assert script.main([*args, "--replace"]) == 0
+    new = load_model(tmp_path / "new.safetensors")
+    assert new.state_dict().keys() == model.state_dict().keys()
+    for key, value in model.state_dict().items():
+        same = torch.equal(new.state_dict()[key], value)
+        assert same != key.startswith("tone_curve.mlp"), key  # the U-Net kept, every head tensor new
