@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
                              "white point, as a dark scene exposed for its highlights does)")
     parser.add_argument("--dark-window-share", type=float, default=0.0,
                         help="tone_curve: share of thumbnails that are small windows already dark in the photo "
-                             "(kept dark; the shipped head was trained with 0)")
+                             "(kept dark; stage 8's head was trained with 0, stage 13's with 0.15)")
     parser.add_argument("--blur-share", type=float, default=0.3,
                         help="sharpen: share of crops with Gaussian blur, sigma 0.5-3 (of the rest: --jpeg-share "
                              "JPEG alone, then the mixture)")
@@ -535,6 +535,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                and args.sharpen_mode == "wiener"):
         raise SystemExit("train_global_stage: --deconvolution-steps and --gate-steps are for sharpen "
                          "--sharpen-mode wiener")
+    for name, (low, high) in (("--scene-gamma", args.scene_gamma), ("--scene-scale", args.scene_scale)):
+        if not 0 < low <= high or (name == "--scene-scale" and high > 1):
+            parser.error(f"{name} needs 0 < LOW <= HIGH{' <= 1' if name == '--scene-scale' else ''}, "
+                         f"got {low:g} {high:g}")
     if args.jpeg_share and args.stage != "sharpen":
         raise SystemExit("train_global_stage: --jpeg-share is for the sharpen stage")
     torch.manual_seed(args.seed)
@@ -545,8 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     kept = previous.state_dict()
     if previous.arch_kwargs.get(args.stage):  # checked first: another mode of the stage would not even load
         if not args.replace:
-            raise SystemExit(f"train_global_stage: {args.weights} already has a {args.stage} stage; pass --replace "
-                             f"to train a new one in its place")
+            raise SystemExit(f"train_global_stage: {args.weights} already has a {args.stage} stage; train it on a "
+                             f"model without a {args.stage} stage, or pass --replace to train a new one in its place")
         kept = {k: v for k, v in kept.items() if not k.startswith(f"{args.stage}.")}
     kwargs = {**previous.arch_kwargs, args.stage: True}
     if args.stage == "sharpen" and args.sharpen_mode != "unsharp":  # the constructor's default stays implicit
