@@ -39,7 +39,7 @@ residual. The head predicts one monotone curve from brightness statistics of the
    correction as they are). The dark scenes and the dark photographs of the training set are identity targets:
    from the statistics of the *whole* image the head learns which dark inputs to brighten.
 Stage 13 trains a new head in place of stage 8's (``--replace``) with dark scenes that keep their white point,
-``x^g`` with g in [1, 1.8] and s in [0.92, 1] (a dark scene is exposed for its highlights; an under-exposed photo
+``s·x^g`` with g in [1, 1.8] and s in [0.92, 1] (a dark scene is exposed for its highlights; an under-exposed photo
 is not), and 15 % small windows that are dark in the photo itself (``--dark-window-share``; crops of shadows, which
 have no highlights either). Stage 8's scenes, ``s·x^g`` with s in [0.55, 0.9], looked like mild under-exposures,
 and its head brightened whole under-exposed photos hardly at all.

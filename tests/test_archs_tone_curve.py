@@ -269,7 +269,7 @@ def test_dark_windows_are_dark_in_the_photo_and_kept_as_they_are(tmp_path):
     assert not torch.equal(clean[~natural_dark], thumbs[~natural_dark])  # others did become dark scenes
 
 
-def test_dark_scenes_keep_their_white_point_when_the_scale_range_is_one(tmp_path):
+def test_dark_scenes_keep_their_white_point_when_the_scale_range_is_one():
     """``--scene-scale 1 1``: a dark scene is ``x^g`` (exposed for its highlights), unlike an under-exposure; the
     default range (0.55-0.9) pulls the white point down as well."""
     script = _script()
