@@ -36,6 +36,7 @@ from benchmarks.default_model_crosscheck import CROSSCHECK, crosscheck_keys  # n
 CROP = 256
 MEANT_FOR = {"motion_deblur": ("motion_blur:medium",),  # the rows each stage is meant to act on
              "sharpen": ("blur:k15s2.0", "blur:k15s1.5+noise:15+jpeg:50"), "tone_curve": ("low_light:medium",),
+             "photo_tone_curve": ("low_light:medium",),
              "chroma_denoise": ("noise:15", "noise:25", "noise:50", "blur:k15s1.5+noise:15+jpeg:50")}
 
 
@@ -48,9 +49,18 @@ def crops(image: torch.Tensor, side: int = CROP) -> list[torch.Tensor]:
     return [image[:, t:t + side_h, l:l + side_w] for t, l in places]
 
 
+def without_stage(model, stage: str) -> WholeImageStages:
+    """The model's whole-image stages with ``stage`` left out (built while the attribute is None)."""
+    head = getattr(model, stage)
+    setattr(model, stage, None)
+    try:
+        return model.global_stage or WholeImageStages([])
+    finally:
+        setattr(model, stage, head)
+
+
 def scan(model, stage: str, keys: list[str], photos: list[tuple[str, torch.Tensor]], changed: float) -> list[dict]:
-    kept = model.global_stage
-    left_out = WholeImageStages([s for s in kept.stages if s is not getattr(model, stage)])
+    kept, left_out = model.global_stage, without_stage(model, stage)
     rows = []
     for key in keys:
         description, degrade = CROSSCHECK[key]

@@ -101,7 +101,7 @@ fi
   --weights "$RUNS/default-chroma-denoise/model.safetensors" -o "$RUNS/default-coarse-pass/model.safetensors"
 [ -f "$RUNS/default-exposure/model.safetensors" ] || python scripts/train_global_stage.py tone_curve --replace \
   --weights "$RUNS/default-coarse-pass/model.safetensors" -o "$RUNS/default-exposure/model.safetensors" \
-  --scene-gamma 1.0 1.8 --scene-scale 0.92 1.0 --dark-window-share 0.15 \
+  --scene-gamma 1.0 1.8 --scene-scale 0.92 1.0 --dark-window-share 0.15 --run default-exposure \
   --cache "$RUNS/default-exposure/training_set.pt"
 stages="$stages tone-curve sharpen motion-deblur chroma-denoise coarse-pass exposure"
 last=exposure

@@ -44,6 +44,12 @@ is not), and 15 % small windows that are dark in the photo itself (``--dark-wind
 have no highlights either). Stage 8's scenes, ``s·x^g`` with s in [0.55, 0.9], looked like mild under-exposures,
 and its head brightened whole under-exposed photos hardly at all.
 
+``photo_tone_curve`` (not in the shipped recipe; about 8 minutes): a second exposure head, trained the same way,
+that a model uses in place of ``tone_curve`` on images whose shorter side is at least 320 px
+(:class:`~anyrestore.archs.tone_curve.ToneCurveBySize`), so that it may brighten more than a head that must keep
+256² crops of shadows dark. Session 21's probe (anyrestore/weights/README.md): whole held-out photos gain, but
+512² crops of shadows are brightened as well, so the size of an image is no cue to its exposure.
+
 ``motion_deblur`` (about 1.4 k parameters; stage 10, about 55 minutes from scratch): the U-Net leaves a linear
 motion blur almost as it is. The stage finds the blur's length and direction in the cepstrum of the whole restored
 image and deconvolves it (:mod:`anyrestore.archs.motion_deblur`); the head only decides how much of three
@@ -109,7 +115,8 @@ CROP = 128  # sharpen: native-resolution crops
 MOTION_CROP = 256  # motion_deblur: native-resolution crops holding several 128² spectrum blocks
 JPEG_SUBSAMPLINGS = ("4:2:0", "4:2:2", "4:4:4")
 # the whole-image stages' state-dict keys
-STAGE_PREFIXES = ("chroma_denoise.", "motion_deblur.", "sharpen.", "tone_curve.")
+STAGE_PREFIXES = ("chroma_denoise.", "motion_deblur.", "sharpen.", "tone_curve.", "photo_tone_curve.")
+TONE_STAGES = ("tone_curve", "photo_tone_curve")  # the exposure heads: one training set, one recipe
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:
@@ -330,7 +337,9 @@ def motion_or_mix(clean: torch.Tensor, share: float, seed: int) -> tuple[torch.T
 def later_stages(model: torch.nn.Module, stage: str) -> list[torch.nn.Module]:
     """The whole-image stages that run after ``stage`` at inference (the model's ``global_stage`` order)."""
     stages = list(model.global_stage.stages)
-    return stages[stages.index(getattr(model, stage)) + 1:]
+    head = getattr(model, stage)
+    position = next(i for i, s in enumerate(stages) if s is head or head in s.children())  # a head in a router
+    return stages[position + 1:]
 
 
 def unet_sha256(model: torch.nn.Module) -> str:
@@ -348,7 +357,7 @@ def recipe_key(model: torch.nn.Module, args: argparse.Namespace) -> str:
     """What a cached training set was made from: the U-Net's weights and every option that changes the set."""
     recipe = {"stage": args.stage, "unet": unet_sha256(model), "samples": args.samples,
               "seed": args.seed, "photos": sorted(map(str, args.photos))}
-    if args.stage == "tone_curve":
+    if args.stage in TONE_STAGES:
         recipe.update(dark=args.dark_share, scene=args.scene_share)
         if args.dark_window_share:
             recipe.update(dark_windows=args.dark_window_share)
@@ -383,7 +392,7 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, started: floa
             print(f"training set from {args.cache}", flush=True)
             return cached
     paths = photo_paths(args.photos)
-    if args.stage == "tone_curve":
+    if args.stage in TONE_STAGES:
         clean, natural_dark = make_thumbnails(paths, args.samples, args.seed, args.dark_window_share)
         degraded, marked = degrade_all(clean, args.dark_share, args.scene_share, args.seed, natural_dark,
                                        args.scene_gamma, args.scene_scale)
@@ -408,11 +417,11 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, started: floa
         return _save_set(args, {"key": key, "features": torch.cat(features), "restored": restored,
                                 "candidate": torch.cat(candidate), "clean": clean, "marked": marked})
     features = head.features(restored if head.features_from == "restored" else degraded)
-    if args.stage == "tone_curve":
+    if args.stage in TONE_STAGES:
         small = lambda t: F.interpolate(t, size=(LOSS_SIDE, LOSS_SIDE), mode="area")  # noqa: E731
         restored, clean = small(restored), small(clean)
     data = {"key": key, "features": features, "restored": restored, "clean": clean, "marked": marked}
-    if args.stage == "tone_curve":
+    if args.stage in TONE_STAGES:
         data["natural_dark"] = natural_dark
         print(f"{int(natural_dark.sum())} dark windows of the photos kept dark", flush=True)
     if later:  # the later stages' own statistics, so the loss sees what inference will output
@@ -448,6 +457,8 @@ def psnr_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 DEFAULTS = {  # per stage: samples, steps, MSE steps first, batch
     "tone_curve": {"samples": 4000, "steps": 4000, "mse_steps": 1000, "batch": 64, "choice_steps": 0,
                    "through_later": False, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
+    "photo_tone_curve": {"samples": 4000, "steps": 4000, "mse_steps": 1000, "batch": 64, "choice_steps": 0,
+                         "through_later": False, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
     "sharpen": {"samples": 3000, "steps": 2500, "mse_steps": 0, "batch": 16, "choice_steps": 0,
                 "through_later": False, "deconvolution_steps": 500, "gate_steps": 300, "jpeg_share": 0.2},
     "chroma_denoise": {"samples": 3000, "steps": 1500, "mse_steps": 0, "batch": 32, "choice_steps": 0,
@@ -468,16 +479,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="folders of clean training photos (the shipped package photos are always added)")
     parser.add_argument("--samples", type=int, default=None,
                         help="training images (tone_curve 4000, sharpen 3000, motion_deblur 2000)")
-    parser.add_argument("--dark-share", type=float, default=0.3, help="tone_curve: share of under-exposed samples")
+    parser.add_argument("--dark-share", type=float, default=0.3, help="tone stages: share of under-exposed samples")
     parser.add_argument("--scene-share", type=float, default=0.4,
-                        help="tone_curve: share of thumbnails turned into clean dark scenes (kept dark)")
+                        help="tone stages: share of thumbnails turned into clean dark scenes (kept dark)")
     parser.add_argument("--scene-gamma", type=float, nargs=2, default=SCENE_GAMMA, metavar=("LOW", "HIGH"),
-                        help="tone_curve: exponent range of the dark scenes (default 1 1.6)")
+                        help="tone stages: exponent range of the dark scenes (default 1 1.6)")
     parser.add_argument("--scene-scale", type=float, nargs=2, default=SCENE_SCALE, metavar=("LOW", "HIGH"),
-                        help="tone_curve: white-point range of the dark scenes (default 0.55 0.9; 1 1 keeps the "
+                        help="tone stages: white-point range of the dark scenes (default 0.55 0.9; 1 1 keeps the "
                              "white point, as a dark scene exposed for its highlights does)")
     parser.add_argument("--dark-window-share", type=float, default=0.0,
-                        help="tone_curve: share of thumbnails that are small windows already dark in the photo "
+                        help="tone stages: share of thumbnails that are small windows already dark in the photo "
                              "(kept dark; stage 8's head was trained with 0, stage 13's with 0.15)")
     parser.add_argument("--blur-share", type=float, default=0.3,
                         help="sharpen: share of crops with Gaussian blur, sigma 0.5-3 (of the rest: --jpeg-share "
@@ -521,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replace", action="store_true",
                         help="the weights already have this stage: drop it and train a new one from scratch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", default=None,
+                        help="the output's metadata 'run' name (default: default-<stage>, e.g. default-tone-curve)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="file to keep the training set in (the U-Net outputs take minutes); reused when it was "
                              "made from the same U-Net weights and options")
@@ -565,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     if not has_weights:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        save_model(model, args.out, weights="ema", run="default-coarse-pass", stage=args.stage,
+        save_model(model, args.out, weights="ema", run=args.run or "default-coarse-pass", stage=args.stage,
                    previous_weights=args.weights.name, previous_sha256=previous_sha256)
         print(f"wrote {args.out}: {args.stage} switched on (no weights to train)")
         return 0
@@ -615,8 +628,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step {step}: train loss {loss.item():.4g} | validation {report}", flush=True)
 
     head.requires_grad_(False)
-    meta = {"run": f"default-{args.stage.replace('_', '-')}", "stage": args.stage, "stage_samples": str(args.samples),
-            "stage_steps": str(args.steps), "stage_seed": str(args.seed), "previous_weights": args.weights.name,
+    meta = {"run": args.run or f"default-{args.stage.replace('_', '-')}", "stage": args.stage,
+            "stage_samples": str(args.samples), "stage_steps": str(args.steps), "stage_seed": str(args.seed), "previous_weights": args.weights.name,
             "previous_sha256": previous_sha256}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, args.out, weights="ema", **meta)
@@ -633,7 +646,7 @@ def _preset_of(backbone: torch.nn.Module, kwargs: dict) -> str | None:
     return name if pinned == json.loads(json.dumps(kwargs, sort_keys=True)) else None
 
 
-MARKED = {"chroma_denoise": "noisy", "tone_curve": "under-exposed", "sharpen": "blurred",
+MARKED = {"chroma_denoise": "noisy", "tone_curve": "under-exposed", "photo_tone_curve": "under-exposed", "sharpen": "blurred",
           "motion_deblur": "motion-blurred"}
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 from _cli_testutil import load_script
 from anyrestore.archs import build_model
-from anyrestore.archs.tone_curve import GlobalToneCurve, apply_curve, brightness_features, curve_knots, thumbnail
+from anyrestore.archs.tone_curve import (PHOTO_MIN_SIDE, GlobalToneCurve, ToneCurveBySize, apply_curve,
+                                         brightness_features, curve_knots, thumbnail)
 from anyrestore.checkpoints import load_model, save_model
 from anyrestore.inference import Predictor
 from anyrestore.io import write_image
@@ -286,14 +288,21 @@ def test_dark_scenes_keep_their_white_point_when_the_scale_range_is_one():
     assert torch.all(default.amax(dim=(1, 2, 3)) <= script.SCENE_SCALE[1] + 0.5 / 255 + 1e-6)  # 8-bit rounding
 
 
-def test_replace_trains_a_new_head_in_place_of_the_old_one(tmp_path):
+def _toned_model_and_photo(tmp_path, seed: int):
+    """One random photo, a tiny model with a random exposure head saved, and the training script without the
+    package photos."""
     photos = tmp_path / "photos"
     photos.mkdir()
-    write_image(photos / "p.png", _rand(3, 140, 150, seed=14))
-    model = _toned_tiny(15)
+    write_image(photos / "p.png", _rand(3, 140, 150, seed=seed))
+    model = _toned_tiny(seed + 1)
     weights = save_model(model, tmp_path / "toned.safetensors")
     script = _script()
     script.shipped_photo_paths = lambda: []
+    return photos, model, weights, script
+
+
+def test_replace_trains_a_new_head_in_place_of_the_old_one(tmp_path):
+    photos, model, weights, script = _toned_model_and_photo(tmp_path, 14)
     args = ["tone_curve", "--weights", str(weights), "--photos", str(photos), "--samples", "12", "--steps", "4",
             "--batch", "4", "--mse-steps", "2", "--scene-scale", "0.95", "1", "-o", str(tmp_path / "new.safetensors")]
     with pytest.raises(SystemExit, match="already has a tone_curve stage; .* or pass --replace"):
@@ -314,3 +323,58 @@ def test_impossible_dark_scene_ranges_are_refused_in_one_line(tmp_path, capsys, 
     assert exit_info.value.code == 2
     assert f"{option} needs 0 < LOW <= HIGH" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def _two_headed_tiny(seed: int = 20):
+    torch.manual_seed(seed)
+    model = build_model("nafnet-tiny", tone_curve=True, photo_tone_curve=True).eval()
+    _randomize_head(model.tone_curve, seed + 1)
+    _randomize_head(model.photo_tone_curve, seed + 2)
+    return model
+
+
+@pytest.mark.parametrize("size, head", [((PHOTO_MIN_SIDE, PHOTO_MIN_SIDE + 40), "photo_tone_curve"),
+                                        ((PHOTO_MIN_SIDE - 1, 500), "tone_curve"), ((64, 96), "tone_curve")])
+def test_the_photo_head_takes_images_whose_shorter_side_reaches_the_threshold(size, head):
+    model = _two_headed_tiny()
+    degraded = _rand(1, 3, *size, seed=21) * 0.3
+    with torch.no_grad():
+        local = model.forward_local(degraded).clamp(0, 1)
+        expected = getattr(model, head)(degraded, local)
+        other = getattr(model, "tone_curve" if head == "photo_tone_curve" else "photo_tone_curve")(degraded, local)
+        torch.testing.assert_close(model(degraded), expected, rtol=0, atol=1e-6)
+    assert (expected - other).abs().max() > 1e-3  # the two heads differ, so the test can tell which one ran
+
+
+def test_router_passes_an_image_without_its_head_unchanged():
+    router = ToneCurveBySize(None, _randomize_head(GlobalToneCurve()))
+    small, large = _rand(1, 3, 40, 50), _rand(1, 3, PHOTO_MIN_SIDE, PHOTO_MIN_SIDE)
+    assert torch.equal(router(small, small * 0.5), small * 0.5)
+    assert not torch.equal(router(large, large * 0.5), large * 0.5)
+
+
+def test_photo_head_keys_and_strict_round_trip(tmp_path):
+    model = _two_headed_tiny(22)
+    extra = set(model.state_dict()) - set(build_model("nafnet-tiny", tone_curve=True).state_dict())
+    assert extra and all(k.startswith("photo_tone_curve.mlp.") for k in extra)
+    loaded = load_model(save_model(model, tmp_path / "two.safetensors"))
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    image = _rand(1, 3, PHOTO_MIN_SIDE, PHOTO_MIN_SIDE + 8, seed=23) * 0.3
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(image), model(image), rtol=0, atol=1e-6)
+
+
+def test_training_the_photo_head_keeps_the_crop_head_and_names_the_run(tmp_path):
+    photos, model, weights, script = _toned_model_and_photo(tmp_path, 24)
+    out = tmp_path / "photo.safetensors"
+    assert script.main(["photo_tone_curve", "--weights", str(weights), "--photos", str(photos), "--samples", "12",
+                        "--steps", "4", "--batch", "4", "--mse-steps", "2", "--run", "my-run", "-o", str(out)]) == 0
+    new = load_model(out)
+    with safe_open(out, "pt") as f:
+        assert f.metadata()["run"] == "my-run" and f.metadata()["stage"] == "photo_tone_curve"
+    assert set(new.state_dict()) - set(model.state_dict()) == {k for k in new.state_dict()
+                                                               if k.startswith("photo_tone_curve.")}
+    for key, value in model.state_dict().items():  # the U-Net and the crop head kept byte for byte
+        assert torch.equal(new.state_dict()[key], value), key
+    assert any(v.abs().sum() > 0 for k, v in new.state_dict().items() if k.startswith("photo_tone_curve.mlp.4"))

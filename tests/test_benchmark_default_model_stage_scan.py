@@ -69,3 +69,16 @@ def test_a_model_without_the_stage_is_a_one_line_error(tiny, tmp_path, capsys):
     assert rc == 2 and not (tmp_path / "x.json").exists()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tone_curve" in err[0]
+
+
+def test_leaving_out_one_exposure_head_keeps_the_other():
+    from anyrestore.archs import build_model
+    from anyrestore.archs.tone_curve import ToneCurveBySize
+
+    model = build_model("nafnet-tiny", sharpen=True, tone_curve=True, photo_tone_curve=True)
+    without_crop_head = scan.without_stage(model, "tone_curve").stages
+    router = without_crop_head[-1]
+    assert isinstance(router, ToneCurveBySize) and router.crop is None and router.photo is model.photo_tone_curve
+    assert model.tone_curve is not None  # put back
+    without_sharpen = scan.without_stage(model, "sharpen").stages
+    assert model.sharpen not in list(without_sharpen) and len(without_sharpen) == 1

@@ -229,6 +229,7 @@ echo "python $*" >> {shlex.quote(str(log))}
     assert whole[5][whole[5].index("--weights") + 1] == f"{runs}/default-coarse-pass/model.safetensors"
     assert whole[5][whole[5].index("-o") + 1] == f"{runs}/default-exposure/model.safetensors"
     assert "--replace" in whole[5] and whole[5][whole[5].index("--scene-scale") + 1:][:2] == ["0.92", "1.0"]
+    assert whole[5][whole[5].index("--run") + 1] == "default-exposure"  # the shipped file's metadata 'run'
     reports = [line for line in log.read_text().splitlines() if "benchmarks/default_model.py" in line]
     assert len(reports) == 11
 

@@ -23,7 +23,7 @@ from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
 from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
 from anyrestore.archs.global_sharpen import GlobalSharpen
 from anyrestore.archs.motion_deblur import GlobalMotionDeblur
-from anyrestore.archs.tone_curve import GlobalToneCurve
+from anyrestore.archs.tone_curve import GlobalToneCurve, ToneCurveBySize
 
 PAD_MODES = ("zeros", "reflect")
 
@@ -167,6 +167,10 @@ class NAFNet(nn.Module):
         tone_curve: add a :class:`~anyrestore.archs.tone_curve.GlobalToneCurve` (keys ``tone_curve.*``) that
             corrects the exposure of the whole image after the U-Net and ``sharpen`` (the default model's exposure
             stage).
+        photo_tone_curve: add a second :class:`~anyrestore.archs.tone_curve.GlobalToneCurve` (keys
+            ``photo_tone_curve.*``) for whole photographs: images whose shorter side is at least
+            ``PHOTO_MIN_SIDE`` (320) pixels use it in place of ``tone_curve`` (an option for the default model;
+            session 21's probe of it is in anyrestore/weights/README.md).
         coarse_pass: add a :class:`~anyrestore.archs.coarse_pass.CoarsePass` (no weights), first of the
             whole-image stages: the U-Net also restores the whole input downscaled to its training scale, and a
             lifted haze veil is carried to the full-resolution output (the default model's haze stage for large
@@ -191,6 +195,7 @@ class NAFNet(nn.Module):
         sharpen: bool = False,
         sharpen_mode: str = "unsharp",
         tone_curve: bool = False,
+        photo_tone_curve: bool = False,
         motion_deblur: bool = False,
         chroma_denoise: bool = False,
         coarse_pass: bool = False,
@@ -222,12 +227,16 @@ class NAFNet(nn.Module):
         self.motion_deblur = GlobalMotionDeblur() if motion_deblur else None
         self.sharpen = GlobalSharpen(mode=sharpen_mode) if sharpen else None
         self.tone_curve = GlobalToneCurve() if tone_curve else None
+        self.photo_tone_curve = GlobalToneCurve() if photo_tone_curve else None
 
     @property
     def global_stage(self) -> WholeImageStages | None:
         """The part that must see the whole image (run once per image by the Predictor), or None."""
+        tone = self.tone_curve
+        if self.photo_tone_curve is not None:
+            tone = ToneCurveBySize(self.tone_curve, self.photo_tone_curve)
         stages = [stage for stage in (self.coarse_pass, self.chroma_denoise, self.motion_deblur, self.sharpen,
-                                      self.tone_curve) if stage is not None]
+                                      tone) if stage is not None]
         return WholeImageStages(stages, restorer=self.forward_local) if stages else None
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:

