@@ -454,11 +454,11 @@ def psnr_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -image_db(pred, target).mean()
 
 
+_TONE_DEFAULTS = {"samples": 4000, "steps": 4000, "mse_steps": 1000, "batch": 64, "choice_steps": 0,
+                  "through_later": False, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0}
 DEFAULTS = {  # per stage: samples, steps, MSE steps first, batch
-    "tone_curve": {"samples": 4000, "steps": 4000, "mse_steps": 1000, "batch": 64, "choice_steps": 0,
-                   "through_later": False, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
-    "photo_tone_curve": {"samples": 4000, "steps": 4000, "mse_steps": 1000, "batch": 64, "choice_steps": 0,
-                         "through_later": False, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
+    "tone_curve": _TONE_DEFAULTS,
+    "photo_tone_curve": _TONE_DEFAULTS,  # the same recipe; only the options differ
     "sharpen": {"samples": 3000, "steps": 2500, "mse_steps": 0, "batch": 16, "choice_steps": 0,
                 "through_later": False, "deconvolution_steps": 500, "gate_steps": 300, "jpeg_share": 0.2},
     "chroma_denoise": {"samples": 3000, "steps": 1500, "mse_steps": 0, "batch": 32, "choice_steps": 0,
