@@ -1,9 +1,10 @@
 """Train one whole-image stage of the default model on top of frozen restoration weights.
 
-The default model's U-Net sees one crop or tile at a time. Five corrections need the whole image instead; four are
+The default model's U-Net sees one crop or tile at a time. Six corrections need the whole image instead; four are
 small heads (:mod:`anyrestore.archs.tone_curve`, :mod:`anyrestore.archs.global_sharpen`,
 :mod:`anyrestore.archs.motion_deblur`, :mod:`anyrestore.archs.chroma_denoise`) that read statistics of the whole
-degraded input or of the U-Net's output, and one has no weights (:mod:`anyrestore.archs.coarse_pass`).
+degraded input or of the U-Net's output, and two have no weights (:mod:`anyrestore.archs.coarse_pass`,
+:mod:`anyrestore.archs.jpeg_projection`).
 The U-Net (and any stage trained before) is frozen, so each training set is computed once, and a run takes minutes
 on 2 CPU cores. A ``--cache`` file is keyed by the U-Net's weights and the options, not by the stages: retraining
 one stage reuses the sets of the others.
@@ -74,6 +75,10 @@ noisy photos. The stage guided-filters the chroma of the U-Net output by its own
 ``coarse_pass`` (no weights; stage 12, seconds): the U-Net also restores the whole input downscaled to its training
 scale, and a lifted haze veil is carried to the full-resolution output (:mod:`anyrestore.archs.coarse_pass`). There
 is nothing to train: the command writes the weights with the stage switched on. At inference it comes first.
+
+``jpeg_projection`` (no weights; stage 14, seconds): when the input is a JPEG whose only damage was the compression,
+the U-Net output's luma is clamped into the quantisation intervals of the input's DCT coefficients
+(:mod:`anyrestore.archs.jpeg_projection`). Nothing to train either; at inference it comes before every other stage.
 
     python scripts/train_global_stage.py tone_curve --weights runs/default-gpu-polish/model.safetensors \
         -o runs/default-tone-curve/model.safetensors
@@ -464,6 +469,7 @@ DEFAULTS = {  # per stage: samples, steps, MSE steps first, batch
     "chroma_denoise": {"samples": 3000, "steps": 1500, "mse_steps": 0, "batch": 32, "choice_steps": 0,
                        "through_later": False, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
     "coarse_pass": {},  # no weights: switched on, not trained
+    "jpeg_projection": {},
     "motion_deblur": {"samples": 2000, "steps": 2400, "mse_steps": 0, "batch": 16, "choice_steps": 800,
                       "through_later": True, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
 }
@@ -534,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run", default=None,
                         help="the output's metadata 'run' name (default: default-<stage>, e.g. default-tone-curve)")
+    parser.add_argument("--release", type=int, default=None,
+                        help="the output's metadata 'release' number, for a file that will ship as the default model "
+                             "(default: none written)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="file to keep the training set in (the U-Net outputs take minutes); reused when it was "
                              "made from the same U-Net weights and options")
@@ -554,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"got {low:g} {high:g}")
     if args.jpeg_share and args.stage != "sharpen":
         raise SystemExit("train_global_stage: --jpeg-share is for the sharpen stage")
+    if args.release is not None and args.release < 1:
+        parser.error(f"--release needs a positive number, got {args.release}")
     torch.manual_seed(args.seed)
     started = time.time()
 
@@ -570,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         kwargs["sharpen_mode"] = args.sharpen_mode
     model = build_arch(previous.arch_name, previous.meta, **kwargs)
     missing, unexpected = model.load_state_dict(kept, strict=False)
-    has_weights = args.stage != "coarse_pass"
+    has_weights = bool(DEFAULTS[args.stage])
     if unexpected or (has_weights and not missing) or any(not k.startswith(f"{args.stage}.") for k in missing):
         raise SystemExit(f"train_global_stage: {args.weights} is not a model of this architecture without a "
                          f"{args.stage} stage")
@@ -578,8 +589,9 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     if not has_weights:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        save_model(model, args.out, weights="ema", run=args.run or "default-coarse-pass", stage=args.stage,
-                   previous_weights=args.weights.name, previous_sha256=previous_sha256)
+        save_model(model, args.out, weights="ema", run=args.run or f"default-{args.stage.replace('_', '-')}",
+                   stage=args.stage, previous_weights=args.weights.name, previous_sha256=previous_sha256,
+                   **_release(args))
         print(f"wrote {args.out}: {args.stage} switched on (no weights to train)")
         return 0
 
@@ -630,11 +642,15 @@ def main(argv: list[str] | None = None) -> int:
     head.requires_grad_(False)
     meta = {"run": args.run or f"default-{args.stage.replace('_', '-')}", "stage": args.stage,
             "stage_samples": str(args.samples), "stage_steps": str(args.steps), "stage_seed": str(args.seed), "previous_weights": args.weights.name,
-            "previous_sha256": previous_sha256}
+            "previous_sha256": previous_sha256, **_release(args)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, args.out, weights="ema", **meta)
     print(f"wrote {args.out} ({time.time() - started:.0f} s)")
     return 0
+
+
+def _release(args: argparse.Namespace) -> dict[str, str]:
+    return {} if args.release is None else {"release": str(args.release)}
 
 
 def _preset_of(backbone: torch.nn.Module, kwargs: dict) -> str | None:

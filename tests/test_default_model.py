@@ -194,7 +194,7 @@ echo "python $*" >> {shlex.quote(str(log))}
            "TRAIN_OVERRIDES": "data.batch_size=32 data.crop=128", "LONG_ITERS": "77", "STAGE7": "1"}
     done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], env=env, check=True,
                           capture_output=True, text=True)
-    assert done.stdout.strip().endswith(f"{runs}/default-exposure/model.safetensors (copy to "
+    assert done.stdout.strip().endswith(f"{runs}/default-jpeg-projection/model.safetensors (copy to "
                                         "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert [t[2] for t in trains] == [f"configs/default/{n}.yaml" for n in
@@ -210,12 +210,12 @@ echo "python $*" >> {shlex.quote(str(log))}
         assert arg == f"model.pretrained={prev}/model.safetensors"
     assert "train.iterations=77" in trains[3]
     assert any(line.startswith("anyrestore mac") for line in log.read_text().splitlines())
-    # stages 8-13: the exposure curve on the last U-Net (stage 7's here), the Gaussian deconvolution on that, the
-    # motion deblurring on that, the colour-noise smoothing on that, the coarse pass switched on in that, and a new
-    # exposure curve in place of stage 8's
+    # stages 8-14: the exposure curve on the last U-Net (stage 7's here), the Gaussian deconvolution on that, the
+    # motion deblurring on that, the colour-noise smoothing on that, the coarse pass switched on in that, a new
+    # exposure curve in place of stage 8's, and the JPEG projection switched on in that
     whole = [line.split() for line in log.read_text().splitlines() if "scripts/train_global_stage.py" in line]
     assert [call[2] for call in whole] == ["tone_curve", "sharpen", "motion_deblur", "chroma_denoise", "coarse_pass",
-                                         "tone_curve"]
+                                         "tone_curve", "jpeg_projection"]
     assert whole[0][whole[0].index("--weights") + 1] == f"{stages[-1]}/model.safetensors"
     assert whole[0][whole[0].index("-o") + 1] == f"{runs}/default-tone-curve/model.safetensors"
     assert whole[1][whole[1].index("--weights") + 1] == f"{runs}/default-tone-curve/model.safetensors"
@@ -229,22 +229,25 @@ echo "python $*" >> {shlex.quote(str(log))}
     assert whole[5][whole[5].index("--weights") + 1] == f"{runs}/default-coarse-pass/model.safetensors"
     assert whole[5][whole[5].index("-o") + 1] == f"{runs}/default-exposure/model.safetensors"
     assert "--replace" in whole[5] and whole[5][whole[5].index("--scene-scale") + 1:][:2] == ["0.92", "1.0"]
-    assert whole[5][whole[5].index("--run") + 1] == "default-exposure"  # the shipped file's metadata 'run'
+    assert whole[5][whole[5].index("--run") + 1] == "default-exposure"
+    assert whole[6][whole[6].index("--weights") + 1] == f"{runs}/default-exposure/model.safetensors"
+    assert whole[6][whole[6].index("-o") + 1] == f"{runs}/default-jpeg-projection/model.safetensors"
+    assert whole[6][whole[6].index("--release") + 1] == "15"  # the shipped file's metadata 'release'
     reports = [line for line in log.read_text().splitlines() if "benchmarks/default_model.py" in line]
-    assert len(reports) == 11
+    assert len(reports) == 12
 
     # STAGE7=0 (or no CUDA device under the default `auto`) ends at stage 6 and names its weights
     log.unlink()
     done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], check=True, capture_output=True,
                           text=True, env={**env, "STAGE7": "0", "RUNS": str(tmp_path / "runs_cpu")})
     assert "Stage 7 (configs/default/gpu_polish.yaml) skipped" in done.stdout
-    assert done.stdout.strip().endswith("/default-exposure/model.safetensors (copy to "
+    assert done.stdout.strip().endswith("/default-jpeg-projection/model.safetensors (copy to "
                                         "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert trains[-1][2] == "configs/default/full_balanced.yaml"
     tone = next(line.split() for line in log.read_text().splitlines() if "train_global_stage.py tone_curve" in line)
     assert tone[tone.index("--weights") + 1].endswith("/default-full-balanced/model.safetensors")
-    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 10
+    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 11
     bad = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], capture_output=True, text=True,
                          env={**env, "STAGE7": "yes", "RUNS": str(tmp_path / "runs_bad")})
     assert bad.returncode == 2 and "STAGE7 must be auto, 0 or 1, got 'yes'" in bad.stderr

@@ -19,6 +19,7 @@ from torch import nn
 from anyrestore.archs.blocks import LayerNorm2d, SimpleGate, pad_to_multiple, rename_keys
 from anyrestore.archs.chroma_denoise import ChromaDenoise
 from anyrestore.archs.coarse_pass import CoarsePass
+from anyrestore.archs.jpeg_projection import JpegProjection
 from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
 from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
 from anyrestore.archs.global_sharpen import GlobalSharpen
@@ -175,6 +176,10 @@ class NAFNet(nn.Module):
             whole-image stages: the U-Net also restores the whole input downscaled to its training scale, and a
             lifted haze veil is carried to the full-resolution output (the default model's haze stage for large
             photos).
+        jpeg_projection: add a :class:`~anyrestore.archs.jpeg_projection.JpegProjection` (no weights), first of
+            all the whole-image stages: when the input is a JPEG whose only damage was the compression, the U-Net
+            output's luma is clamped back into the quantisation intervals of the input's DCT coefficients (the
+            default model's guard against wiping texture JPEG kept).
 
     MaskDCPT hook points (``MASK_POINTS``) are module names: forward hooks on them re-mask features; with no hook
     installed the network is the plain one.
@@ -199,6 +204,7 @@ class NAFNet(nn.Module):
         motion_deblur: bool = False,
         chroma_denoise: bool = False,
         coarse_pass: bool = False,
+        jpeg_projection: bool = False,
     ) -> None:
         super().__init__()
         if len(enc_blocks) != len(dec_blocks):
@@ -222,6 +228,7 @@ class NAFNet(nn.Module):
             self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
             self.decoders.append(_stage(c, n, ln_eps))
+        self.jpeg_projection = JpegProjection() if jpeg_projection else None
         self.coarse_pass = CoarsePass() if coarse_pass else None
         self.chroma_denoise = ChromaDenoise() if chroma_denoise else None
         self.motion_deblur = GlobalMotionDeblur() if motion_deblur else None
@@ -235,8 +242,8 @@ class NAFNet(nn.Module):
         tone = self.tone_curve
         if self.photo_tone_curve is not None:
             tone = ToneCurveBySize(self.tone_curve, self.photo_tone_curve)
-        stages = [stage for stage in (self.coarse_pass, self.chroma_denoise, self.motion_deblur, self.sharpen,
-                                      tone) if stage is not None]
+        stages = [stage for stage in (self.jpeg_projection, self.coarse_pass, self.chroma_denoise, self.motion_deblur,
+                                      self.sharpen, tone) if stage is not None]
         return WholeImageStages(stages, restorer=self.forward_local) if stages else None
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
@@ -313,12 +320,12 @@ register_preset("nafnet-maskdcpt", "nafnet",
                 description="NAFNet w64 as released by MaskDCPT (LN eps 1e-5, reflect pad)",
                 pad_multiple=16, width=64, ln_eps=1e-5, pad_mode="reflect", **_GOPRO)
 register_preset("nafnet-default", "nafnet", default=True,
-                description="compact NAFNet (4.45 M) + whole-image coarse haze pass, colour-noise smoothing, motion "
-                            "deblurring, Gaussian deconvolution and exposure curve: the shipped all-in-one default "
-                            "model (weights bundled)",
+                description="compact NAFNet (4.45 M) + whole-image JPEG projection, coarse haze pass, colour-noise "
+                            "smoothing, motion deblurring, Gaussian deconvolution and exposure curve: the shipped "
+                            "all-in-one default model (weights bundled)",
                 pad_multiple=16, input_levels=255, width=24, enc_blocks=(1, 1, 2, 4), middle_blocks=2,
                 dec_blocks=(1, 1, 1, 1), pad_mode="reflect", sharpen=True, sharpen_mode="wiener", tone_curve=True,
-                motion_deblur=True, chroma_denoise=True, coarse_pass=True)
+                motion_deblur=True, chroma_denoise=True, coarse_pass=True, jpeg_projection=True)
 register_preset("nafnet-tiny", "nafnet", description="tiny NAFNet for tests and smoke runs",
                 pad_multiple=16, width=8, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1))
 
