@@ -89,9 +89,9 @@ def restore(
         fast: None (default): the exact in-layer fast paths measured fastest on the device; True: all of them;
             False: the plain official formulas. channels_last: run the model in channels-last memory format (None:
             on for CPU). See :class:`~anyrestore.inference.Predictor`.
-        local_only: skip the model's whole-image stages (the default model's coarse haze pass, colour-noise
-            smoothing, motion deblurring, sharpening and exposure curve, which brightens photos it judges
-            under-exposed); use it to keep a genuinely dark scene dark.
+        local_only: skip the model's whole-image stages (the default model's JPEG projection, coarse haze pass,
+            colour-noise smoothing, motion deblurring, sharpening and exposure curve, which brightens photos it
+            judges under-exposed); use it to keep a genuinely dark scene dark.
 
     Raises:
         InputTypeError, ImageReadError, UnknownModelError, ConfigError.

@@ -37,7 +37,8 @@ CROP = 256
 MEANT_FOR = {"motion_deblur": ("motion_blur:medium",),  # the rows each stage is meant to act on
              "sharpen": ("blur:k15s2.0", "blur:k15s1.5+noise:15+jpeg:50"), "tone_curve": ("low_light:medium",),
              "photo_tone_curve": ("low_light:medium",),
-             "chroma_denoise": ("noise:15", "noise:25", "noise:50", "blur:k15s1.5+noise:15+jpeg:50")}
+             "chroma_denoise": ("noise:15", "noise:25", "noise:50", "blur:k15s1.5+noise:15+jpeg:50"),
+             "jpeg_projection": ("jpeg:30", "jpeg:30/4:2:2", "jpeg:30/4:4:4")}
 
 
 def crops(image: torch.Tensor, side: int = CROP) -> list[torch.Tensor]:

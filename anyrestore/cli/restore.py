@@ -47,10 +47,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "and run the plain official formulas, e.g. to compare with upstream code (default: "
                              "every fast path on CPU, the subset measured fastest on CUDA)")
     parser.add_argument("--local-only", action="store_true",
-                        help="run the model without its whole-image stages (the default model's coarse haze pass, "
-                             "colour-noise smoothing, motion deblurring, sharpening and exposure curve, which "
-                             "brightens photos it judges under-exposed); use it to keep a genuinely dark scene "
-                             "(night, low-key) as dark as it is")
+                        help="run the model without its whole-image stages (the default model's JPEG projection, "
+                             "coarse haze pass, colour-noise smoothing, motion deblurring, sharpening and exposure "
+                             "curve, which brightens photos it judges under-exposed); use it to keep a genuinely "
+                             "dark scene (night, low-key) as dark as it is")
     parser.add_argument("--twin-mask", action="store_true",
                         help="RAM twin-mask inference for mask-pre-trained-only models: two passes with complementary "
                              "50%% pixel masks, each pixel taken from the pass where it was hidden (ram.md 7.5)")
