@@ -137,6 +137,13 @@ def matching_ijg_qualities(table: torch.Tensor, *, min_known: int = 6, tolerance
     return [q for q, score in scores.items() if score == best] if best[0] >= tolerance else []
 
 
+def interval_centres(coef: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """The multiples of ``step`` nearest to ``coef`` (the decoded JPEG's own values, up to the decoder's rounding);
+    ``coef`` itself where the step is unknown (0). ``step`` broadcasts against ``coef``."""
+    known = step > 0
+    return torch.where(known, torch.round(coef / torch.where(known, step, torch.ones_like(step))) * step, coef)
+
+
 class JpegProjection(nn.Module):
     """Clamps the restored luma's block-DCT coefficients into the quantisation intervals of a detected JPEG input.
 
@@ -181,8 +188,7 @@ class JpegProjection(nn.Module):
         c_in, c_out = c_in.reshape(-1, 64), c_out.reshape(-1, 64)
         step = table.reshape(64).to(c_in)
         known = step > 0
-        safe = torch.where(known, step, torch.ones_like(step))
-        centre = torch.round(c_in / safe) * safe
+        centre = interval_centres(c_in, step)
         outside = ((c_out - centre).abs() > step / 2) & known
         zero_bin_limit = torch.where(known, step / 2, torch.full_like(step, 3.0))
         flat = (c_in[:, 1:].abs() < zero_bin_limit[1:]).all(1)
@@ -204,10 +210,9 @@ class JpegProjection(nn.Module):
                     or stats["moved_ac"] > self.max_moved_ac):
                 return restored
         step = table.to(c_in)
-        known = step > 0
-        safe = torch.where(known, step, torch.ones_like(step))
-        centre = torch.round(c_in / safe) * safe
-        projected = torch.where(known, torch.minimum(torch.maximum(c_out, centre - step / 2), centre + step / 2), c_out)
+        centre = interval_centres(c_in, step)
+        projected = torch.where(step > 0, torch.minimum(torch.maximum(c_out, centre - step / 2), centre + step / 2),
+                                c_out)
         change = torch.zeros_like(y_out)
         nh, nw = c_in.shape[:2]
         change[: nh * 8, : nw * 8] = block_idct(projected - c_out)
