@@ -469,7 +469,7 @@ DEFAULTS = {  # per stage: samples, steps, MSE steps first, batch
     "chroma_denoise": {"samples": 3000, "steps": 1500, "mse_steps": 0, "batch": 32, "choice_steps": 0,
                        "through_later": False, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
     "coarse_pass": {},  # no weights: switched on, not trained
-    "jpeg_projection": {},
+    "jpeg_projection": {},  # no weights either (an empty entry marks a stage with nothing to train)
     "motion_deblur": {"samples": 2000, "steps": 2400, "mse_steps": 0, "batch": 16, "choice_steps": 800,
                       "through_later": True, "deconvolution_steps": 0, "gate_steps": 0, "jpeg_share": 0.0},
 }
@@ -565,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("train_global_stage: --jpeg-share is for the sharpen stage")
     if args.release is not None and args.release < 1:
         parser.error(f"--release needs a positive number, got {args.release}")
+    args.run = args.run or f"default-{args.stage.replace('_', '-')}"
     torch.manual_seed(args.seed)
     started = time.time()
 
@@ -589,9 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     if not has_weights:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        save_model(model, args.out, weights="ema", run=args.run or f"default-{args.stage.replace('_', '-')}",
-                   stage=args.stage, previous_weights=args.weights.name, previous_sha256=previous_sha256,
-                   **_release(args))
+        save_model(model, args.out, weights="ema", run=args.run, stage=args.stage,
+                   previous_weights=args.weights.name, previous_sha256=previous_sha256, **_release(args))
         print(f"wrote {args.out}: {args.stage} switched on (no weights to train)")
         return 0
 
@@ -640,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step {step}: train loss {loss.item():.4g} | validation {report}", flush=True)
 
     head.requires_grad_(False)
-    meta = {"run": args.run or f"default-{args.stage.replace('_', '-')}", "stage": args.stage,
+    meta = {"run": args.run, "stage": args.stage,
             "stage_samples": str(args.samples), "stage_steps": str(args.steps), "stage_seed": str(args.seed), "previous_weights": args.weights.name,
             "previous_sha256": previous_sha256, **_release(args)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
