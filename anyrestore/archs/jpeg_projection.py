@@ -172,7 +172,10 @@ class JpegProjection(nn.Module):
         """The luma table to project with for one (3,H,W) input, or None when it does not look like a JPEG. The
         first 15 zig-zag frequencies usually name the IJG quality, whose whole table is then used (the largest
         step of the qualities that tie, so that no interval is too narrow); other tables are estimated in full."""
-        coef = block_dct(luma_levels(degraded))
+        return self.table_from(block_dct(luma_levels(degraded)))
+
+    def table_from(self, coef: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`table_for` from the input's block DCT (nh, nw, 8, 8)."""
         table = estimate_luma_table(coef, frequencies=15)
         if int((table > 0).sum()) < self.min_known:
             return None
@@ -199,11 +202,13 @@ class JpegProjection(nn.Module):
                 "moved_ac": (outside & nonzero_ac).sum().item() / max(1, int(nonzero_ac.sum()))}
 
     def project(self, degraded: torch.Tensor, restored: torch.Tensor, table: torch.Tensor,
-                *, gated: bool = True) -> torch.Tensor:
+                *, gated: bool = True, input_coef: torch.Tensor | None = None) -> torch.Tensor:
         """Luma projection of one (3,H,W) ``restored`` onto the intervals of ``degraded`` under ``table``;
-        ``restored`` unchanged when ``gated`` and the gate (see the class) refuses."""
+        ``restored`` unchanged when ``gated`` and the gate (see the class) refuses. ``input_coef``: the input's
+        block DCT when the caller has it already."""
         y_out = luma_levels(restored)
-        c_in, c_out = block_dct(luma_levels(degraded)), block_dct(y_out)
+        c_in = block_dct(luma_levels(degraded)) if input_coef is None else input_coef
+        c_out = block_dct(y_out)
         if gated:
             stats = self.gate_statistics(c_in, c_out, table)
             if (stats["flat_blocks"] < self.min_flat_blocks or stats["moved_dc"] > self.max_moved_dc
@@ -223,6 +228,7 @@ class JpegProjection(nn.Module):
             return restored
         out = []
         for x, y in zip(degraded, restored):
-            table = self.table_for(x)
-            out.append(y if table is None else self.project(x, y, table))
+            coef = block_dct(luma_levels(x))  # once per image: the table and the projection both read it
+            table = self.table_from(coef)
+            out.append(y if table is None else self.project(x, y, table, input_coef=coef))
         return torch.stack(out)
