@@ -38,7 +38,8 @@ MEANT_FOR = {"motion_deblur": ("motion_blur:medium",),  # the rows each stage is
              "sharpen": ("blur:k15s2.0", "blur:k15s1.5+noise:15+jpeg:50"), "tone_curve": ("low_light:medium",),
              "photo_tone_curve": ("low_light:medium",),
              "chroma_denoise": ("noise:15", "noise:25", "noise:50", "blur:k15s1.5+noise:15+jpeg:50"),
-             "jpeg_projection": ("jpeg:30", "jpeg:30/4:2:2", "jpeg:30/4:4:4")}
+             "jpeg_projection": ("jpeg:30", "jpeg:30/4:2:2", "jpeg:30/4:4:4"),
+             "jpeg_refiner": ("jpeg:30", "jpeg:30/4:2:2", "jpeg:30/4:4:4")}
 
 
 def crops(image: torch.Tensor, side: int = CROP) -> list[torch.Tensor]:
@@ -50,8 +51,20 @@ def crops(image: torch.Tensor, side: int = CROP) -> list[torch.Tensor]:
     return [image[:, t:t + side_h, l:l + side_w] for t, l in places]
 
 
+def stage_module(model, stage: str):
+    """The model's module for ``stage``, or None when it has none (the JPEG refiner sits inside the projection)."""
+    if stage == "jpeg_refiner":
+        return getattr(getattr(model, "jpeg_projection", None), "refiner", None)
+    return getattr(model, stage, None)
+
+
 def without_stage(model, stage: str) -> WholeImageStages:
-    """The model's whole-image stages with ``stage`` left out (built while the attribute is None)."""
+    """The model's whole-image stages with ``stage`` left out (built while the attribute is None; the JPEG
+    refiner, which lives inside the projection, by a projection of the same settings without it)."""
+    if stage == "jpeg_refiner":
+        plain = model.jpeg_projection.without_refiner()
+        return WholeImageStages([plain if s is model.jpeg_projection else s for s in model.global_stage.stages],
+                                restorer=model.forward_local)
     head = getattr(model, stage)
     setattr(model, stage, None)
     try:
@@ -120,7 +133,7 @@ def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     spec = default_model_spec() if args.model is None else args.model
     model = load_model(spec, device="cpu").eval()
-    if getattr(model, args.stage, None) is None:
+    if stage_module(model, args.stage) is None:
         raise ConfigError(f"model {spec} has no whole-image stage {args.stage!r}")
     paths = find_photos(args.photos)
     if not paths:

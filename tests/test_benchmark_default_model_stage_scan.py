@@ -82,3 +82,17 @@ def test_leaving_out_one_exposure_head_keeps_the_other():
     assert model.tone_curve is not None  # put back
     without_sharpen = scan.without_stage(model, "sharpen").stages
     assert model.sharpen not in list(without_sharpen) and len(without_sharpen) == 1
+
+
+def test_leaving_out_the_jpeg_refiner_keeps_the_projection_and_its_gate():
+    from anyrestore.archs import build_model
+    from anyrestore.archs.jpeg_projection import JpegProjection
+
+    model = build_model("nafnet-tiny", jpeg_projection=True, jpeg_refiner=True, tone_curve=True)
+    model.jpeg_projection.max_moved_ac = 0.3
+    stages = scan.without_stage(model, "jpeg_refiner").stages
+    assert isinstance(stages[0], JpegProjection) and stages[0].refiner is None
+    assert stages[0].max_moved_ac == 0.3 and stages[1] is model.tone_curve
+    assert model.jpeg_projection.refiner is not None  # the model itself is left as it was
+    assert scan.stage_module(model, "jpeg_refiner") is model.jpeg_projection.refiner
+    assert scan.stage_module(build_model("nafnet-tiny", jpeg_projection=True), "jpeg_refiner") is None

@@ -180,6 +180,9 @@ class NAFNet(nn.Module):
             all the whole-image stages: when the input is a JPEG whose only damage was the compression, the U-Net
             output's luma is clamped back into the quantisation intervals of the input's DCT coefficients (the
             default model's guard against wiping texture JPEG kept).
+        jpeg_refiner: give the JPEG projection a trained :class:`~anyrestore.archs.jpeg_refiner.JpegRefiner`
+            (keys ``jpeg_projection.refiner.*``; needs ``jpeg_projection``): the images the projection passes are
+            refined by a small JPEG specialist before they are projected.
 
     MaskDCPT hook points (``MASK_POINTS``) are module names: forward hooks on them re-mask features; with no hook
     installed the network is the plain one.
@@ -205,8 +208,11 @@ class NAFNet(nn.Module):
         chroma_denoise: bool = False,
         coarse_pass: bool = False,
         jpeg_projection: bool = False,
+        jpeg_refiner: bool = False,
     ) -> None:
         super().__init__()
+        if jpeg_refiner and not jpeg_projection:
+            raise ValueError("jpeg_refiner needs jpeg_projection: the refiner runs inside the projection stage")
         if len(enc_blocks) != len(dec_blocks):
             raise ValueError(f"enc_blocks {list(enc_blocks)} and dec_blocks {list(dec_blocks)} differ in length")
         if pad_mode not in PAD_MODES:
@@ -228,7 +234,7 @@ class NAFNet(nn.Module):
             self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
             self.decoders.append(_stage(c, n, ln_eps))
-        self.jpeg_projection = JpegProjection() if jpeg_projection else None
+        self.jpeg_projection = JpegProjection(refiner=jpeg_refiner) if jpeg_projection else None
         self.coarse_pass = CoarsePass() if coarse_pass else None
         self.chroma_denoise = ChromaDenoise() if chroma_denoise else None
         self.motion_deblur = GlobalMotionDeblur() if motion_deblur else None
