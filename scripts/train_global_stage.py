@@ -120,7 +120,8 @@ CROP = 128  # sharpen: native-resolution crops
 MOTION_CROP = 256  # motion_deblur: native-resolution crops holding several 128² spectrum blocks
 JPEG_SUBSAMPLINGS = ("4:2:0", "4:2:2", "4:4:4")
 # the whole-image stages' state-dict keys
-STAGE_PREFIXES = ("chroma_denoise.", "motion_deblur.", "sharpen.", "tone_curve.", "photo_tone_curve.")
+STAGE_PREFIXES = ("chroma_denoise.", "motion_deblur.", "sharpen.", "tone_curve.", "photo_tone_curve.",
+                  "jpeg_projection.")  # the projection has weights only with a refiner
 TONE_STAGES = ("tone_curve", "photo_tone_curve")  # the exposure heads: one training set, one recipe
 
 

@@ -94,7 +94,7 @@ def _tiny_unet(path, **kwargs):
     return save_model(model, path)
 
 
-def test_the_training_script_trains_only_the_refiner(tmp_path):
+def test_the_training_script_trains_only_the_refiner(tmp_path, capsys):
     torch.manual_seed(0)
     weights = _tiny_unet(tmp_path / "projection.safetensors", jpeg_projection=True)
     out = tmp_path / "refined.safetensors"
@@ -123,6 +123,12 @@ def test_the_training_script_trains_only_the_refiner(tmp_path):
     data = torch.load(cache, weights_only=True)
     assert data["degraded"].shape == (6, 3, 160, 160) and data["degraded"].dtype == torch.uint8
     assert bool((data["mean_step"] >= 1).all())
+    # a second run reads the set back; it is keyed by the U-Net alone, not by the refiner's random start
+    capsys.readouterr()
+    assert script.main(["--weights", str(weights), "-o", str(tmp_path / "second.safetensors"), "--cache",
+                        str(cache), *options]) == 0
+    assert f"training set from {cache}" in capsys.readouterr().out
+    assert script.unet_sha256(after) == script.unet_sha256(before)
     with pytest.raises(SystemExit, match="already has a JPEG refiner"):
         script.main(["--weights", str(out), "-o", str(tmp_path / "again.safetensors"), *options])
     without = _tiny_unet(tmp_path / "plain.safetensors")

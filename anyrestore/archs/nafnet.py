@@ -182,7 +182,8 @@ class NAFNet(nn.Module):
             default model's guard against wiping texture JPEG kept).
         jpeg_refiner: give the JPEG projection a trained :class:`~anyrestore.archs.jpeg_refiner.JpegRefiner`
             (keys ``jpeg_projection.refiner.*``; needs ``jpeg_projection``): the images the projection passes are
-            refined by a small JPEG specialist before they are projected.
+            refined by a small JPEG specialist before they are projected (an option, not in the shipped preset:
+            session 23's probe of it is in anyrestore/weights/README.md).
 
     MaskDCPT hook points (``MASK_POINTS``) are module names: forward hooks on them re-mask features; with no hook
     installed the network is the plain one.
