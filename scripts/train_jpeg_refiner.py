@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers of the whole-image stages
-from train_global_stage import _preset_of, _release, photo_paths, psnr_loss, unet_sha256  # noqa: E402
+from train_global_stage import _preset_of, _release, _uniform, photo_paths, psnr_loss, unet_sha256  # noqa: E402
 
 from anyrestore.archs.jpeg_projection import block_dct, luma_levels  # noqa: E402
 from anyrestore.archs.registry import build_arch  # noqa: E402
@@ -44,10 +44,6 @@ SIDE = 160  # training windows: 20 JPEG blocks a side, enough for the gate's sta
 SUBSAMPLING_WEIGHTS = (0.6, 0.15, 0.25)  # 4:2:0 (the encoders' default), 4:2:2, 4:4:4
 PREFIX = "jpeg_projection.refiner."
 MAX_TRIES_PER_WINDOW = 20  # the shipped U-Net passes about one JPEG window in two
-
-
-def _uniform(generator: torch.Generator, low: float, high: float) -> float:
-    return low + (high - low) * torch.rand((), generator=generator).item()
 
 
 def compress_one(clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
