@@ -13,8 +13,8 @@ Not part of the shipped recipe: session 23's probe of it (6,000 windows in 11 mi
 cores) added +0.29 dB to the U-Net on validation windows of the training photos at quality about 30, but only
 +0.01 to +0.02 dB on the held-out photos (anyrestore/weights/README.md, "Probe of session 23")::
 
-    python scripts/train_jpeg_refiner.py --weights anyrestore/weights/nafnet-default.safetensors -o refined.safetensors \
-        --cache refiner_set.pt
+    python scripts/train_jpeg_refiner.py --weights anyrestore/weights/nafnet-default.safetensors \
+        -o refined.safetensors --cache refiner_set.pt
 """
 from __future__ import annotations
 
