@@ -392,11 +392,9 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, started: floa
     does not care); sharpen: native-resolution crops at full size."""
     key = recipe_key(model, args)
     later = later_stages(model, args.stage) if args.through_later else []
-    if args.cache is not None and args.cache.is_file():
-        cached = torch.load(args.cache, weights_only=True)
-        if cached.get("key") == key:
-            print(f"training set from {args.cache}", flush=True)
-            return cached
+    cached = cached_set(args, key)
+    if cached is not None:
+        return cached
     paths = photo_paths(args.photos)
     if args.stage in TONE_STAGES:
         clean, natural_dark = make_thumbnails(paths, args.samples, args.seed, args.dark_window_share)
@@ -440,6 +438,17 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, started: floa
                                         for i in range(0, len(restored), 16)]).half()
         print(f"candidate deconvolutions computed, {time.time() - started:.0f} s", flush=True)
     return _save_set(args, data)
+
+
+def cached_set(args: argparse.Namespace, key: str) -> dict | None:
+    """The training set kept in ``args.cache`` when it was made under ``key``, else None."""
+    if args.cache is None or not args.cache.is_file():
+        return None
+    cached = torch.load(args.cache, weights_only=True)
+    if cached.get("key") != key:
+        return None
+    print(f"training set from {args.cache}", flush=True)
+    return cached
 
 
 def _save_set(args: argparse.Namespace, data: dict) -> dict:

@@ -19,7 +19,6 @@ cores) added +0.29 dB to the U-Net on validation windows of the training photos 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
@@ -30,7 +29,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers of the whole-image stages
-from train_global_stage import _preset_of, _release, _uniform, photo_paths, psnr_loss, unet_sha256  # noqa: E402
+from train_global_stage import (_preset_of, _release, _save_set, _uniform, cached_set, photo_paths,  # noqa: E402
+                                psnr_loss, unet_sha256)
 
 from anyrestore.archs.jpeg_projection import block_dct, luma_levels  # noqa: E402
 from anyrestore.archs.registry import build_arch  # noqa: E402
@@ -38,7 +38,7 @@ from anyrestore.checkpoints import load_model, save_model  # noqa: E402
 from anyrestore.degradations.blur import gaussian_blur  # noqa: E402
 from anyrestore.degradations.jpeg import SUBSAMPLINGS, jpeg  # noqa: E402
 from anyrestore.degradations.noise import gaussian_noise  # noqa: E402
-from anyrestore.io import atomic_write_bytes, read_image  # noqa: E402
+from anyrestore.io import read_image  # noqa: E402
 
 SIDE = 160  # training windows: 20 JPEG blocks a side, enough for the gate's statistics
 SUBSAMPLING_WEIGHTS = (0.6, 0.15, 0.25)  # 4:2:0 (the encoders' default), 4:2:2, 4:4:4
@@ -109,18 +109,10 @@ def training_set(model: torch.nn.Module, paths: list[Path], count: int, seed: in
 def load_or_make_set(model: torch.nn.Module, args: argparse.Namespace) -> dict:
     key = json.dumps({"unet": unet_sha256(model), "samples": args.samples, "seed": args.seed,
                       "photos": sorted(map(str, args.photos))})
-    if args.cache is not None and args.cache.is_file():
-        cached = torch.load(args.cache, weights_only=True)
-        if cached.get("key") == key:
-            print(f"training set from {args.cache}", flush=True)
-            return cached
-    data = {"key": key, **training_set(model, photo_paths(args.photos), args.samples, args.seed)}
-    if args.cache is not None:
-        args.cache.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        torch.save(data, buffer)
-        atomic_write_bytes(args.cache, buffer.getvalue())
-    return data
+    cached = cached_set(args, key)
+    if cached is not None:
+        return cached
+    return _save_set(args, {"key": key, **training_set(model, photo_paths(args.photos), args.samples, args.seed)})
 
 
 def _images(data: dict, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:

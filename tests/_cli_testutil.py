@@ -1,4 +1,4 @@
-"""Shared helper of the CLI tests."""
+"""Shared helpers of the tests."""
 import anyrestore.cli as cli
 
 
@@ -42,3 +42,15 @@ def tiny_stage_model(folder, *, identity_unet: bool = False, **stages):
             model.ending.weight.zero_()
             model.ending.bias.zero_()
     return save_model(model, Path(folder) / "tiny.safetensors"), photos
+
+
+def randomize_parameters(module, *, seed: int, scale: float):
+    """Overwrite every parameter of ``module`` with seeded Gaussian values of std ``scale``; returns ``module``
+    (an untrained stage is often the identity, which hides what a test wants to see)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * scale)
+    return module

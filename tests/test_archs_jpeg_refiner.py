@@ -10,7 +10,7 @@ from PIL import Image
 from safetensors import safe_open
 from skimage import data as skdata
 
-from _cli_testutil import load_script
+from _cli_testutil import load_script, randomize_parameters
 from anyrestore.archs import build_model
 from anyrestore.archs.jpeg_projection import JpegProjection, block_dct, interval_centres, luma_levels
 from anyrestore.archs.jpeg_refiner import JpegRefiner
@@ -24,14 +24,6 @@ def _photo_and_jpeg(quality: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
     return to_tensor(rgb), to_tensor(jpeg_uint8(rgb, quality))
 
 
-def _randomised(refiner: JpegRefiner, seed: int = 0) -> JpegRefiner:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in refiner.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
-    return refiner
-
-
 def test_an_untrained_refiner_is_the_identity():
     degraded, restored = torch.rand(2, 3, 37, 45), torch.rand(2, 3, 37, 45)
     out = JpegRefiner()(degraded, restored, torch.tensor([8.0, 40.0]))
@@ -40,7 +32,7 @@ def test_an_untrained_refiner_is_the_identity():
 
 def test_the_cells_stay_on_the_block_grid():
     # padding goes to the bottom and right: a window's correction does not depend on how much is cut off there
-    refiner = _randomised(JpegRefiner(width=8, depth=3)).eval()
+    refiner = randomize_parameters(JpegRefiner(width=8, depth=3), seed=0, scale=0.05).eval()
     degraded, restored = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
     step = torch.tensor([20.0])
     whole = refiner(degraded, restored, step)

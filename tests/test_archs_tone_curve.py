@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from _cli_testutil import load_script
+from _cli_testutil import load_script, randomize_parameters
 from anyrestore.archs import build_model
 from anyrestore.archs.tone_curve import (PHOTO_MIN_SIDE, GlobalToneCurve, ToneCurveBySize, apply_curve,
                                          brightness_features, curve_knots, thumbnail)
@@ -23,11 +23,7 @@ def _rand(*shape, seed=0):
 
 
 def _randomize_head(head: GlobalToneCurve, seed: int = 1) -> GlobalToneCurve:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in head.parameters():
-            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
-    return head
+    return randomize_parameters(head, seed=seed, scale=0.3)
 
 
 def test_untrained_curve_is_the_identity():
