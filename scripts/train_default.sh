@@ -17,12 +17,14 @@
 #  13. exposure curve again    scripts/train_global_stage.py tone_curve --replace (dark scenes that keep their
 #                             white point, dark windows of the photos; ~9 min)
 #  14. JPEG projection        scripts/train_global_stage.py jpeg_projection (no weights: switched on, seconds)
-#  15. quality reports of stages 3-14: benchmarks/default_model.py on the held-out photos
+#  15. whole-photo exposure   scripts/train_global_stage.py photo_tone_curve (a second exposure curve, used on
+#                             images whose shorter side is at least 640 px, allowed to brighten more; ~8 min)
+#  16. quality reports of stages 3-15: benchmarks/default_model.py on the held-out photos
 # On a quiet 2-core CPU stages 1-6 take about 2 h 45 min and stages 8-11 about 82 min (per-stage times in
 # anyrestore/weights/README.md).
 # Stage 7 needs a GPU (about 21 minutes on one H100; about 14 hours on 2 CPU cores): STAGE7=auto (the default) runs
-# it only when CUDA is available, STAGE7=1 always, STAGE7=0 never. Stages 8-14 run on the last U-Net (stage 7's,
-# else stage 6's). The shipped weights are stage 14's on stage 7.
+# it only when CUDA is available, STAGE7=1 always, STAGE7=0 never. Stages 8-15 run on the last U-Net (stage 7's,
+# else stage 6's). The shipped weights are stage 15's on stage 7.
 # Iterations can be scaled for the machine at hand:
 #   PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... LONG_ITERS=... BALANCED_ITERS=... POLISH_ITERS=... \
 #   bash scripts/train_default.sh
@@ -107,8 +109,12 @@ fi
 [ -f "$RUNS/default-jpeg-projection/model.safetensors" ] || python scripts/train_global_stage.py jpeg_projection \
   --weights "$RUNS/default-exposure/model.safetensors" -o "$RUNS/default-jpeg-projection/model.safetensors" \
   --release 15
-stages="$stages tone-curve sharpen motion-deblur chroma-denoise coarse-pass exposure jpeg-projection"
-last=jpeg-projection
+[ -f "$RUNS/default-photo-exposure/model.safetensors" ] || python scripts/train_global_stage.py photo_tone_curve \
+  --weights "$RUNS/default-jpeg-projection/model.safetensors" -o "$RUNS/default-photo-exposure/model.safetensors" \
+  --scene-gamma 1.0 1.8 --scene-scale 0.92 1.0 --dark-window-share 0.10 --dark-share 0.45 --scene-share 0.3 \
+  --run default-photo-exposure --release 16 --cache "$RUNS/default-photo-exposure/training_set.pt"
+stages="$stages tone-curve sharpen motion-deblur chroma-denoise coarse-pass exposure jpeg-projection photo-exposure"
+last=photo-exposure
 
 for stage in $stages; do
   python benchmarks/default_model.py --model "$RUNS/default-$stage/model.safetensors" \

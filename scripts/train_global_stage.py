@@ -45,11 +45,13 @@ is not), and 15 % small windows that are dark in the photo itself (``--dark-wind
 have no highlights either). Stage 8's scenes, ``s·x^g`` with s in [0.55, 0.9], looked like mild under-exposures,
 and its head brightened whole under-exposed photos hardly at all.
 
-``photo_tone_curve`` (not in the shipped recipe; about 8 minutes): a second exposure head, trained the same way,
-that a model uses in place of ``tone_curve`` on images whose shorter side is at least 320 px
+``photo_tone_curve`` (stage 15, about 8 minutes): a second exposure head, trained the same way, that a model uses
+in place of ``tone_curve`` on images whose shorter side is at least 640 px
 (:class:`~anyrestore.archs.tone_curve.ToneCurveBySize`), so that it may brighten more than a head that must keep
-256² crops of shadows dark. Session 21's probe (anyrestore/weights/README.md): whole held-out photos gain, but
-512² crops of shadows are brightened as well, so the size of an image is no cue to its exposure.
+crops of shadows dark. The recipe trains it with 10 % dark windows (``--dark-window-share 0.10``), 45 %
+under-exposed thumbnails and 30 % dark scenes that keep their white point. Session 21 routed it from 320 px, and
+512² crops of shadows were brightened like under-exposed photos; from 640 px (the sixteenth release) they keep the
+crop head.
 
 ``motion_deblur`` (about 1.4 k parameters; stage 10, about 55 minutes from scratch): the U-Net leaves a linear
 motion blur almost as it is. The stage finds the blur's length and direction in the cepstrum of the whole restored

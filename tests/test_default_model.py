@@ -25,10 +25,11 @@ def test_shipped_weights_load_strictly_and_match_their_preset():
     model = load_checkpoint(WEIGHTS, strict=True)
     assert model.meta == preset.meta
     assert model.meta.input_levels == 255  # trained on 8-bit images: the Predictor rounds float inputs
-    # U-Net 4,445,163 + colour-noise gate 529 + motion head 1,412 + Gaussian deconvolution head 5,123 + exposure
-    # curve 7,705
-    assert sum(p.numel() for p in model.parameters()) == 4_459_932
+    # U-Net 4,445,163 + colour-noise gate 529 + motion head 1,412 + Gaussian deconvolution head 5,123 + two exposure
+    # curves of 7,705 (crops, whole photos)
+    assert sum(p.numel() for p in model.parameters()) == 4_467_637
     assert model.sharpen is not None and model.tone_curve is not None and model.motion_deblur is not None
+    assert model.photo_tone_curve is not None
     assert model.chroma_denoise is not None
     assert model.sharpen.mode == "wiener"
     assert default_model_spec() == "nafnet-default"
@@ -61,6 +62,32 @@ def test_default_model_brightens_an_under_exposed_photo_and_leaves_a_clean_one()
         u_net_only = Predictor(model, device="cpu", global_stage=False)(clean)
     assert psnr(brightened, clean) - psnr(dark, clean) >= 6.0
     assert abs(psnr(on_clean, clean) - psnr(u_net_only, clean)) <= 0.5
+
+
+def test_default_model_brightens_an_under_exposed_whole_photo_with_its_photo_head():
+    """The sixteenth release's second exposure curve: the bundled sample upscaled to a whole-photo size (660×992,
+    shorter side ≥ PHOTO_MIN_SIDE) and under-exposed like the quality report's low light is brightened through the
+    photo head (measured: 11.65 -> 22.51 dB), and that head keeps the clean upscaled photo within 40 dB of itself
+    (measured 42.3)."""
+    import torch.nn.functional as F
+
+    from anyrestore.archs.tone_curve import PHOTO_MIN_SIDE, ToneCurveBySize
+    from anyrestore.degradations.light import low_light
+
+    clean = read_image(SAMPLES / "chelsea.png")[:3]
+    photo = (F.interpolate(clean[None], size=(660, 992), mode="bicubic", align_corners=False).clamp(0, 1)
+             * 255).round() / 255
+    dark = (low_light(photo, gamma=2.2, scale=0.8) * 255).round() / 255
+    model = load_model()
+    assert ToneCurveBySize(model.tone_curve, model.photo_tone_curve).head_for(660, 992) is model.photo_tone_curve
+    assert 660 >= PHOTO_MIN_SIDE
+    with torch.inference_mode():
+        brightened = model.global_stage(dark, dark)
+        by_photo_head = model.photo_tone_curve(dark, dark)
+        kept = model.photo_tone_curve(photo, photo)
+    assert psnr(brightened, photo) - psnr(dark, photo) >= 9.0
+    assert abs(psnr(brightened, photo) - psnr(by_photo_head, photo)) < 0.1  # the other stages leave it alone
+    assert psnr(kept, photo) >= 40.0
 
 
 def test_default_model_deblurs_a_linear_motion_blur_and_leaves_the_clean_photo():
@@ -194,7 +221,7 @@ echo "python $*" >> {shlex.quote(str(log))}
            "TRAIN_OVERRIDES": "data.batch_size=32 data.crop=128", "LONG_ITERS": "77", "STAGE7": "1"}
     done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], env=env, check=True,
                           capture_output=True, text=True)
-    assert done.stdout.strip().endswith(f"{runs}/default-jpeg-projection/model.safetensors (copy to "
+    assert done.stdout.strip().endswith(f"{runs}/default-photo-exposure/model.safetensors (copy to "
                                         "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert [t[2] for t in trains] == [f"configs/default/{n}.yaml" for n in
@@ -212,10 +239,11 @@ echo "python $*" >> {shlex.quote(str(log))}
     assert any(line.startswith("anyrestore mac") for line in log.read_text().splitlines())
     # stages 8-14: the exposure curve on the last U-Net (stage 7's here), the Gaussian deconvolution on that, the
     # motion deblurring on that, the colour-noise smoothing on that, the coarse pass switched on in that, a new
-    # exposure curve in place of stage 8's, and the JPEG projection switched on in that
+    # exposure curve in place of stage 8's, the JPEG projection switched on in that, and the whole-photo
+    # exposure curve on that
     whole = [line.split() for line in log.read_text().splitlines() if "scripts/train_global_stage.py" in line]
     assert [call[2] for call in whole] == ["tone_curve", "sharpen", "motion_deblur", "chroma_denoise", "coarse_pass",
-                                         "tone_curve", "jpeg_projection"]
+                                         "tone_curve", "jpeg_projection", "photo_tone_curve"]
     assert whole[0][whole[0].index("--weights") + 1] == f"{stages[-1]}/model.safetensors"
     assert whole[0][whole[0].index("-o") + 1] == f"{runs}/default-tone-curve/model.safetensors"
     assert whole[1][whole[1].index("--weights") + 1] == f"{runs}/default-tone-curve/model.safetensors"
@@ -232,22 +260,26 @@ echo "python $*" >> {shlex.quote(str(log))}
     assert whole[5][whole[5].index("--run") + 1] == "default-exposure"
     assert whole[6][whole[6].index("--weights") + 1] == f"{runs}/default-exposure/model.safetensors"
     assert whole[6][whole[6].index("-o") + 1] == f"{runs}/default-jpeg-projection/model.safetensors"
-    assert whole[6][whole[6].index("--release") + 1] == "15"  # the shipped file's metadata 'release'
+    assert whole[6][whole[6].index("--release") + 1] == "15"
+    assert whole[7][whole[7].index("--weights") + 1] == f"{runs}/default-jpeg-projection/model.safetensors"
+    assert whole[7][whole[7].index("-o") + 1] == f"{runs}/default-photo-exposure/model.safetensors"
+    assert whole[7][whole[7].index("--dark-window-share") + 1] == "0.10"
+    assert whole[7][whole[7].index("--release") + 1] == "16"  # the shipped file's metadata 'release'
     reports = [line for line in log.read_text().splitlines() if "benchmarks/default_model.py" in line]
-    assert len(reports) == 12
+    assert len(reports) == 13
 
     # STAGE7=0 (or no CUDA device under the default `auto`) ends at stage 6 and names its weights
     log.unlink()
     done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], check=True, capture_output=True,
                           text=True, env={**env, "STAGE7": "0", "RUNS": str(tmp_path / "runs_cpu")})
     assert "Stage 7 (configs/default/gpu_polish.yaml) skipped" in done.stdout
-    assert done.stdout.strip().endswith("/default-jpeg-projection/model.safetensors (copy to "
+    assert done.stdout.strip().endswith("/default-photo-exposure/model.safetensors (copy to "
                                         "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert trains[-1][2] == "configs/default/full_balanced.yaml"
     tone = next(line.split() for line in log.read_text().splitlines() if "train_global_stage.py tone_curve" in line)
     assert tone[tone.index("--weights") + 1].endswith("/default-full-balanced/model.safetensors")
-    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 11
+    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 12
     bad = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], capture_output=True, text=True,
                          env={**env, "STAGE7": "yes", "RUNS": str(tmp_path / "runs_bad")})
     assert bad.returncode == 2 and "STAGE7 must be auto, 0 or 1, got 'yes'" in bad.stderr
@@ -290,5 +322,5 @@ def test_unet_recipes_build_the_unet_without_whole_image_stages():
         cfg = load_config(path)
         model = build_model(cfg.model.name, **cfg.model.kwargs)
         assert model.global_stage is None, path.name
-        assert not [k for k in model.state_dict()
-                    if k.startswith(("chroma_denoise.", "motion_deblur.", "sharpen.", "tone_curve."))]
+        stage_prefixes = ("chroma_denoise.", "motion_deblur.", "sharpen.", "tone_curve.", "photo_tone_curve.")
+        assert not [k for k in model.state_dict() if k.startswith(stage_prefixes)]

@@ -170,8 +170,8 @@ class NAFNet(nn.Module):
             stage).
         photo_tone_curve: add a second :class:`~anyrestore.archs.tone_curve.GlobalToneCurve` (keys
             ``photo_tone_curve.*``) for whole photographs: images whose shorter side is at least
-            ``PHOTO_MIN_SIDE`` (320) pixels use it in place of ``tone_curve`` (an option for the default model;
-            session 21's probe of it is in anyrestore/weights/README.md).
+            ``PHOTO_MIN_SIDE`` (640) pixels use it in place of ``tone_curve``, which then serves smaller images
+            (the default model's exposure stage for whole photos since the sixteenth release).
         coarse_pass: add a :class:`~anyrestore.archs.coarse_pass.CoarsePass` (no weights), first of the
             whole-image stages: the U-Net also restores the whole input downscaled to its training scale, and a
             lifted haze veil is carried to the full-resolution output (the default model's haze stage for large
@@ -328,11 +328,12 @@ register_preset("nafnet-maskdcpt", "nafnet",
                 pad_multiple=16, width=64, ln_eps=1e-5, pad_mode="reflect", **_GOPRO)
 register_preset("nafnet-default", "nafnet", default=True,
                 description="compact NAFNet (4.45 M) + whole-image JPEG projection, coarse haze pass, colour-noise "
-                            "smoothing, motion deblurring, Gaussian deconvolution and exposure curve: the shipped "
-                            "all-in-one default model (weights bundled)",
+                            "smoothing, motion deblurring, Gaussian deconvolution and exposure curves (one for crops, "
+                            "one for whole photos): the shipped all-in-one default model (weights bundled)",
                 pad_multiple=16, input_levels=255, width=24, enc_blocks=(1, 1, 2, 4), middle_blocks=2,
                 dec_blocks=(1, 1, 1, 1), pad_mode="reflect", sharpen=True, sharpen_mode="wiener", tone_curve=True,
-                motion_deblur=True, chroma_denoise=True, coarse_pass=True, jpeg_projection=True)
+                photo_tone_curve=True, motion_deblur=True, chroma_denoise=True, coarse_pass=True,
+                jpeg_projection=True)
 register_preset("nafnet-tiny", "nafnet", description="tiny NAFNet for tests and smoke runs",
                 pad_multiple=16, width=8, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1))
 

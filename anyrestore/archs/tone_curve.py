@@ -26,9 +26,10 @@ from torch import nn
 
 QUANTILES = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 THUMBNAIL_SIDE = 128
-# the smallest image taken as a whole photograph: 1.25x the default model's 256² training crops, so the smallest
-# whole photos of the standard test sets (BSD68: 481x321) pass and the quality report's 256² crops do not
-PHOTO_MIN_SIDE = 320
+# the smallest image taken as a whole photograph: VGA's shorter side. At 320 px (session 21) the photo head also took
+# 512² crops, and crops of shadows or of an overcast sky were brightened like under-exposed photos; a crop that
+# large is rarer than a whole frame that large, but size stays a proxy for "whole photo", not proof of it
+PHOTO_MIN_SIDE = 640
 _EPS = 1e-4
 
 
