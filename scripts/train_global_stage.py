@@ -103,6 +103,7 @@ import torch
 import torch.nn.functional as F
 
 from anyrestore.archs.global_sharpen import MODES
+from anyrestore.archs.tone_curve import PHOTO_MIN_SIDE
 from anyrestore.archs.registry import build_arch, get_preset
 from anyrestore.checkpoints import load_model, save_model
 from anyrestore.data.sources import list_images, shipped_photo_paths
@@ -517,6 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sharpen-mode", choices=MODES, default="wiener",
                         help="sharpen: Gaussian Wiener deconvolution (share, sigma, prior weight; the shipped head "
                              "since the eleventh release) or unsharp mask (amount, radius; the releases before)")
+    parser.add_argument("--photo-min-side", type=int, default=PHOTO_MIN_SIDE,
+                        help="photo_tone_curve: the shorter side (px) from which the model uses the new head in place "
+                             f"of tone_curve; written into the file's arch_kwargs (default {PHOTO_MIN_SIDE})")
     parser.add_argument("--deconvolution-steps", type=int, default=None,
                         help="sharpen, wiener mode: start with this many steps on the blurred crops alone with the "
                              "whole deconvolution blended in (500), so the kernel sigma and prior are learnt before "
@@ -573,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < low <= high or (name == "--scene-scale" and high > 1):
             parser.error(f"{name} needs 0 < LOW <= HIGH{' <= 1' if name == '--scene-scale' else ''}, "
                          f"got {low:g} {high:g}")
+    if args.photo_min_side < 1:
+        parser.error(f"--photo-min-side must be a positive number of pixels, got {args.photo_min_side}")
     if args.jpeg_share and args.stage != "sharpen":
         raise SystemExit("train_global_stage: --jpeg-share is for the sharpen stage")
     if args.release is not None and args.release < 1:
@@ -592,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = {**previous.arch_kwargs, args.stage: True}
     if args.stage == "sharpen" and args.sharpen_mode != "unsharp":  # the constructor's default stays implicit
         kwargs["sharpen_mode"] = args.sharpen_mode
+    if args.stage == "photo_tone_curve":
+        kwargs["photo_min_side"] = args.photo_min_side
     model = build_arch(previous.arch_name, previous.meta, **kwargs)
     missing, unexpected = model.load_state_dict(kept, strict=False)
     has_weights = bool(DEFAULTS[args.stage])

@@ -321,9 +321,9 @@ def test_impossible_dark_scene_ranges_are_refused_in_one_line(tmp_path, capsys, 
     assert not (tmp_path / "o").exists()
 
 
-def _two_headed_tiny(seed: int = 20):
+def _two_headed_tiny(seed: int = 20, **kwargs):
     torch.manual_seed(seed)
-    model = build_model("nafnet-tiny", tone_curve=True, photo_tone_curve=True).eval()
+    model = build_model("nafnet-tiny", tone_curve=True, photo_tone_curve=True, **kwargs).eval()
     _randomize_head(model.tone_curve, seed + 1)
     _randomize_head(model.photo_tone_curve, seed + 2)
     return model
@@ -340,6 +340,16 @@ def test_the_photo_head_takes_images_whose_shorter_side_reaches_the_threshold(si
         other = getattr(model, "tone_curve" if head == "photo_tone_curve" else "photo_tone_curve")(degraded, local)
         torch.testing.assert_close(model(degraded), expected, rtol=0, atol=1e-6)
     assert (expected - other).abs().max() > 1e-3  # the two heads differ, so the test can tell which one ran
+
+
+def test_the_photo_threshold_is_a_model_setting():
+    model = _two_headed_tiny(25, photo_min_side=100)
+    router = model.global_stage.stages[-1]
+    assert isinstance(router, ToneCurveBySize) and router.min_side == 100
+    assert router.head_for(100, 300) is model.photo_tone_curve and router.head_for(99, 300) is model.tone_curve
+    assert _two_headed_tiny(25).global_stage.stages[-1].min_side == PHOTO_MIN_SIDE
+    with pytest.raises(ValueError, match="photo_min_side must be a positive number of pixels, got 0"):
+        build_model("nafnet-tiny", tone_curve=True, photo_tone_curve=True, photo_min_side=0)
 
 
 def test_router_passes_an_image_without_its_head_unchanged():
@@ -374,3 +384,20 @@ def test_training_the_photo_head_keeps_the_crop_head_and_names_the_run(tmp_path)
     for key, value in model.state_dict().items():  # the U-Net and the crop head kept byte for byte
         assert torch.equal(new.state_dict()[key], value), key
     assert any(v.abs().sum() > 0 for k, v in new.state_dict().items() if k.startswith("photo_tone_curve.mlp.4"))
+    assert new.arch_kwargs["photo_min_side"] == PHOTO_MIN_SIDE  # the file records the threshold it routes by
+    assert new.global_stage.stages[-1].min_side == PHOTO_MIN_SIDE
+
+
+def test_the_photo_head_trainer_records_a_chosen_threshold_and_refuses_a_bad_one(tmp_path, capsys):
+    photos, model, weights, script = _toned_model_and_photo(tmp_path, 26)
+    common = ["photo_tone_curve", "--weights", str(weights), "--photos", str(photos), "--samples", "8", "--steps", "2",
+              "--batch", "4", "--mse-steps", "1"]
+    out = tmp_path / "photo.safetensors"
+    assert script.main([*common, "--photo-min-side", "500", "-o", str(out)]) == 0
+    new = load_model(out)
+    assert new.arch_kwargs["photo_min_side"] == 500 and new.global_stage.stages[-1].min_side == 500
+    with pytest.raises(SystemExit) as exit_info:
+        script.main([*common, "--photo-min-side", "0", "-o", str(tmp_path / "bad.safetensors")])
+    assert exit_info.value.code == 2
+    assert "--photo-min-side must be a positive number of pixels, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "bad.safetensors").exists()

@@ -24,7 +24,7 @@ from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
 from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
 from anyrestore.archs.global_sharpen import GlobalSharpen
 from anyrestore.archs.motion_deblur import GlobalMotionDeblur
-from anyrestore.archs.tone_curve import GlobalToneCurve, ToneCurveBySize
+from anyrestore.archs.tone_curve import PHOTO_MIN_SIDE, GlobalToneCurve, ToneCurveBySize
 
 PAD_MODES = ("zeros", "reflect")
 
@@ -170,8 +170,10 @@ class NAFNet(nn.Module):
             stage).
         photo_tone_curve: add a second :class:`~anyrestore.archs.tone_curve.GlobalToneCurve` (keys
             ``photo_tone_curve.*``) for whole photographs: images whose shorter side is at least
-            ``PHOTO_MIN_SIDE`` (640) pixels use it in place of ``tone_curve``, which then serves smaller images
-            (the default model's exposure stage for whole photos since the sixteenth release).
+            ``photo_min_side`` pixels use it in place of ``tone_curve``, which then serves smaller images (the
+            default model's exposure stage for whole photos since the sixteenth release).
+        photo_min_side: the shorter side from which an image counts as a whole photograph
+            (``tone_curve.PHOTO_MIN_SIDE``, 640, by default; the preset names it so that the weights file records it).
         coarse_pass: add a :class:`~anyrestore.archs.coarse_pass.CoarsePass` (no weights), first of the
             whole-image stages: the U-Net also restores the whole input downscaled to its training scale, and a
             lifted haze veil is carried to the full-resolution output (the default model's haze stage for large
@@ -205,6 +207,7 @@ class NAFNet(nn.Module):
         sharpen_mode: str = "unsharp",
         tone_curve: bool = False,
         photo_tone_curve: bool = False,
+        photo_min_side: int = PHOTO_MIN_SIDE,
         motion_deblur: bool = False,
         chroma_denoise: bool = False,
         coarse_pass: bool = False,
@@ -212,6 +215,8 @@ class NAFNet(nn.Module):
         jpeg_refiner: bool = False,
     ) -> None:
         super().__init__()
+        if photo_min_side < 1:
+            raise ValueError(f"photo_min_side must be a positive number of pixels, got {photo_min_side}")
         if jpeg_refiner and not jpeg_projection:
             raise ValueError("jpeg_refiner needs jpeg_projection: the refiner runs inside the projection stage")
         if len(enc_blocks) != len(dec_blocks):
@@ -242,13 +247,14 @@ class NAFNet(nn.Module):
         self.sharpen = GlobalSharpen(mode=sharpen_mode) if sharpen else None
         self.tone_curve = GlobalToneCurve() if tone_curve else None
         self.photo_tone_curve = GlobalToneCurve() if photo_tone_curve else None
+        self.photo_min_side = photo_min_side
 
     @property
     def global_stage(self) -> WholeImageStages | None:
         """The part that must see the whole image (run once per image by the Predictor), or None."""
         tone = self.tone_curve
         if self.photo_tone_curve is not None:
-            tone = ToneCurveBySize(self.tone_curve, self.photo_tone_curve)
+            tone = ToneCurveBySize(self.tone_curve, self.photo_tone_curve, min_side=self.photo_min_side)
         stages = [stage for stage in (self.jpeg_projection, self.coarse_pass, self.chroma_denoise, self.motion_deblur,
                                       self.sharpen, tone) if stage is not None]
         return WholeImageStages(stages, restorer=self.forward_local) if stages else None
@@ -332,8 +338,8 @@ register_preset("nafnet-default", "nafnet", default=True,
                             "one for whole photos): the shipped all-in-one default model (weights bundled)",
                 pad_multiple=16, input_levels=255, width=24, enc_blocks=(1, 1, 2, 4), middle_blocks=2,
                 dec_blocks=(1, 1, 1, 1), pad_mode="reflect", sharpen=True, sharpen_mode="wiener", tone_curve=True,
-                photo_tone_curve=True, motion_deblur=True, chroma_denoise=True, coarse_pass=True,
-                jpeg_projection=True)
+                photo_tone_curve=True, photo_min_side=640, motion_deblur=True, chroma_denoise=True,
+                coarse_pass=True, jpeg_projection=True)
 register_preset("nafnet-tiny", "nafnet", description="tiny NAFNet for tests and smoke runs",
                 pad_multiple=16, width=8, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1))
 
