@@ -66,12 +66,11 @@ def test_default_model_brightens_an_under_exposed_photo_and_leaves_a_clean_one()
 
 def test_default_model_brightens_an_under_exposed_whole_photo_with_its_photo_head():
     """The sixteenth release's second exposure curve: the bundled sample upscaled to a whole-photo size (660×992,
-    shorter side ≥ PHOTO_MIN_SIDE) and under-exposed like the quality report's low light is brightened through the
+    shorter side ≥ photo_min_side) and under-exposed like the quality report's low light is brightened through the
     photo head (measured: 11.65 -> 22.51 dB), and that head keeps the clean upscaled photo within 40 dB of itself
     (measured 42.3)."""
     import torch.nn.functional as F
 
-    from anyrestore.archs.tone_curve import PHOTO_MIN_SIDE, ToneCurveBySize
     from anyrestore.degradations.light import low_light
 
     clean = read_image(SAMPLES / "chelsea.png")[:3]
@@ -79,8 +78,8 @@ def test_default_model_brightens_an_under_exposed_whole_photo_with_its_photo_hea
              * 255).round() / 255
     dark = (low_light(photo, gamma=2.2, scale=0.8) * 255).round() / 255
     model = load_model()
-    assert ToneCurveBySize(model.tone_curve, model.photo_tone_curve).head_for(660, 992) is model.photo_tone_curve
-    assert 660 >= PHOTO_MIN_SIDE
+    router = model.global_stage.stages[-1]  # the model's own threshold (its arch_kwargs' photo_min_side, 640)
+    assert router.head_for(660, 992) is model.photo_tone_curve and router.head_for(639, 992) is model.tone_curve
     with torch.inference_mode():
         brightened = model.global_stage(dark, dark)
         by_photo_head = model.photo_tone_curve(dark, dark)
@@ -237,7 +236,7 @@ echo "python $*" >> {shlex.quote(str(log))}
         assert arg == f"model.pretrained={prev}/model.safetensors"
     assert "train.iterations=77" in trains[3]
     assert any(line.startswith("anyrestore mac") for line in log.read_text().splitlines())
-    # stages 8-14: the exposure curve on the last U-Net (stage 7's here), the Gaussian deconvolution on that, the
+    # stages 8-15: the exposure curve on the last U-Net (stage 7's here), the Gaussian deconvolution on that, the
     # motion deblurring on that, the colour-noise smoothing on that, the coarse pass switched on in that, a new
     # exposure curve in place of stage 8's, the JPEG projection switched on in that, and the whole-photo
     # exposure curve on that
