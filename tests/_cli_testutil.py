@@ -54,3 +54,33 @@ def randomize_parameters(module, *, seed: int, scale: float):
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=generator) * scale)
     return module
+
+
+def switch_on_weightless_stage(folder, stage: str, *options: str):
+    """Run ``scripts/train_global_stage.py STAGE`` (a stage without weights) on a saved nafnet-tiny with an exposure
+    head and check that it switches the stage on while every tensor stays byte for byte. Returns (the script
+    module, the input weights path, the output path, the output's metadata)."""
+    import json
+    from pathlib import Path
+
+    import torch
+    from safetensors import safe_open
+
+    from anyrestore.archs import build_model
+    from anyrestore.checkpoints import load_model, save_model
+
+    torch.manual_seed(0)
+    weights = save_model(build_model("nafnet-tiny", tone_curve=True), Path(folder) / "unet.safetensors")
+    out = Path(folder) / f"{stage}.safetensors"
+    script = load_script("scripts/train_global_stage.py")
+    assert script.main([stage, "--weights", str(weights), "-o", str(out), *options]) == 0
+    before, after = load_model(weights), load_model(out)
+    assert getattr(after, stage) is not None and getattr(before, stage) is None
+    assert before.state_dict().keys() == after.state_dict().keys()
+    for key, value in before.state_dict().items():
+        assert torch.equal(after.state_dict()[key], value), key
+    with safe_open(out, "pt") as f:
+        meta = f.metadata()
+    assert meta["previous_sha256"] == before.checkpoint_info["sha256"]
+    assert json.loads(meta["arch_kwargs"])[stage] is True
+    return script, weights, out, meta

@@ -1,14 +1,12 @@
 """The coarse haze pass (anyrestore.archs.coarse_pass): a lifted veil is carried to full resolution, nothing else."""
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 
-from _cli_testutil import load_script
+from _cli_testutil import switch_on_weightless_stage
 from anyrestore.archs import build_model
 from anyrestore.archs.coarse_pass import CoarsePass
 from anyrestore.checkpoints import load_model, save_model
@@ -110,18 +108,6 @@ def test_the_stage_comes_first_and_runs_the_unet_on_the_downscaled_whole_image(t
 
 
 def test_the_training_script_switches_the_stage_on_without_changing_a_tensor(tmp_path):
-    torch.manual_seed(0)
-    weights = save_model(build_model("nafnet-tiny", tone_curve=True), tmp_path / "unet.safetensors")
-    script = load_script("scripts/train_global_stage.py")
-    out = tmp_path / "coarse.safetensors"
-    assert script.main(["coarse_pass", "--weights", str(weights), "-o", str(out)]) == 0
-    before, after = load_model(weights), load_model(out)
-    assert after.coarse_pass is not None and before.coarse_pass is None
-    assert before.state_dict().keys() == after.state_dict().keys()
-    for key, value in before.state_dict().items():
-        assert torch.equal(after.state_dict()[key], value), key
-    with safe_open(out, "pt") as f:
-        assert f.metadata()["previous_sha256"] == before.checkpoint_info["sha256"]
-        assert json.loads(f.metadata()["arch_kwargs"])["coarse_pass"] is True
+    script, _, out, _ = switch_on_weightless_stage(tmp_path, "coarse_pass")
     with pytest.raises(SystemExit, match="already has a coarse_pass stage"):
         script.main(["coarse_pass", "--weights", str(out), "-o", str(tmp_path / "again.safetensors")])

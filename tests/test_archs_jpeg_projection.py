@@ -2,20 +2,17 @@
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors import safe_open
 from skimage import data as skdata
 
-from _cli_testutil import load_script
+from _cli_testutil import switch_on_weightless_stage
 from anyrestore.archs import build_model
 from anyrestore.archs.jpeg_projection import (JpegProjection, block_dct, block_idct, estimate_luma_table,
                                               ijg_luma_table, luma_levels, matching_ijg_qualities)
-from anyrestore.checkpoints import load_model, save_model
 from anyrestore.degradations.jpeg import jpeg_uint8
 from anyrestore.degradations.noise import gaussian_noise
 
@@ -156,23 +153,12 @@ def test_nafnet_stage_has_no_weights_and_comes_first():
 
 
 def test_the_training_script_switches_it_on_without_changing_a_tensor(tmp_path):
-    torch.manual_seed(0)
-    weights = save_model(build_model("nafnet-tiny", tone_curve=True), tmp_path / "unet.safetensors")
-    out = tmp_path / "jpeg.safetensors"
-    script = load_script("scripts/train_global_stage.py")
-    with pytest.raises(SystemExit) as refused:
-        script.main(["jpeg_projection", "--weights", str(weights), "-o", str(out), "--release", "0"])
-    assert refused.value.code == 2 and not out.exists()
-    assert script.main(["jpeg_projection", "--weights", str(weights), "-o", str(out), "--release", "15"]) == 0
-    before, after = load_model(weights), load_model(out)
-    assert after.jpeg_projection is not None and before.jpeg_projection is None
-    assert before.state_dict().keys() == after.state_dict().keys()
-    for key, value in before.state_dict().items():
-        assert torch.equal(after.state_dict()[key], value), key
-    with safe_open(out, "pt") as f:
-        meta = f.metadata()
-    assert json.loads(meta["arch_kwargs"])["jpeg_projection"] is True
+    script, weights, out, meta = switch_on_weightless_stage(tmp_path, "jpeg_projection", "--release", "15")
     assert meta["run"] == "default-jpeg-projection" and meta["stage"] == "jpeg_projection"
     assert meta["release"] == "15"
+    refused_out = tmp_path / "refused.safetensors"
+    with pytest.raises(SystemExit) as refused:
+        script.main(["jpeg_projection", "--weights", str(weights), "-o", str(refused_out), "--release", "0"])
+    assert refused.value.code == 2 and not refused_out.exists()
     with pytest.raises(SystemExit, match="already has a jpeg_projection stage"):
         script.main(["jpeg_projection", "--weights", str(out), "-o", str(tmp_path / "again.safetensors")])
