@@ -220,16 +220,20 @@ def forward(module: nn.Module, x: torch.Tensor, dtype: torch.dtype | None, devic
     return out
 
 
-def round_robin_medians(calls: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
+def round_robin_medians(calls: dict[str, Callable[[], Any]], repeat: int,
+                        first_results: dict[str, Any] | None = None) -> dict[str, float]:
     """Median seconds of each call over ``repeat`` rounds; the order rotates each round so that a background load
-    hits all of them alike."""
+    hits all of them alike. Each call's first result is stored in ``first_results`` when one is given."""
     times: dict[str, list[float]] = {name: [] for name in calls}
     names = list(calls)
     for r in range(repeat):
         for name in names[r % len(names):] + names[: r % len(names)]:
             start = time.perf_counter()
-            calls[name]()
+            result = calls[name]()
             times[name].append(time.perf_counter() - start)
+            if first_results is not None and r == 0:
+                first_results[name] = result
+            del result
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -241,7 +245,7 @@ def bench_cell(preset: str, size: int, s: Settings) -> dict:
     x = bench_input(size, facts["pad_multiple"]).to(device)  # the host-to-device copy is not part of a forward
     outputs, peaks = {}, {}
     for name, (module, dtype) in impls.items():
-        for i in range(max(1, s.warmup)):
+        for i in range(s.warmup):
             if device.type == "cuda" and i == 0:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
@@ -252,8 +256,13 @@ def bench_cell(preset: str, size: int, s: Settings) -> dict:
                 if device.type == "cuda":
                     peaks[name] = (torch.cuda.max_memory_allocated(device) - before) / 2**20
             del out
-    median = round_robin_medians({name: functools.partial(forward, module, x, dtype, device, tile, s.overlap)
-                                  for name, (module, dtype) in impls.items()}, s.repeat)
+    timed = {name: functools.partial(forward, module, x, dtype, device, tile, s.overlap)
+             for name, (module, dtype) in impls.items()}
+    # without a warm-up the outputs compared are those of the first timed round
+    first = None if s.warmup else {}
+    median = round_robin_medians(timed, s.repeat, first)
+    if first is not None:
+        outputs = {name: out.cpu() for name, out in first.items()}
     if device.type != "cuda" and s.memory:
         for name in ("ours", "reference"):
             if name in impls:
@@ -465,7 +474,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--presets", default=",".join(DEFAULT_PRESETS), help="comma-separated presets (default: the five)")
     p.add_argument("--sizes", help="square input sizes (default 256; --full 256,512,1024)")
     p.add_argument("--repeat", type=int, help="timed forwards per implementation (default 1; --full 3)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed forwards before timing (default 1, at least 1)")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed forwards before timing (default 1; 0 only on CPU, for cells whose one forward takes "
+                        "minutes, where one-time costs do not show)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
                    help="precision of ours, plain and reference alike (default fp32)")
@@ -525,9 +536,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     bad = sorted(set(amp) - {"fp16", "bf16"})
     if bad:
         raise ConfigError(f"--amp takes fp16 and/or bf16, got {', '.join(bad)}")
-    for name in ("warmup", "tile", "train_batch", "train_crop", "mac_size", "mac_images"):
+    for name in ("tile", "train_batch", "train_crop", "mac_size", "mac_images"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.warmup < (1 if cuda else 0):
+        # CUDA's first forward pays for kernel selection and allocation, and its peak memory is read in the warm-up
+        raise ConfigError(f"--warmup must be >= {1 if cuda else 0} on {device.type.upper()}, got {args.warmup}")
     if args.overlap < 0 or 2 * args.overlap > args.tile:
         raise ConfigError(f"--overlap must be between 0 and half the tile ({args.tile // 2}), got {args.overlap}")
     threads = args.threads or torch.get_num_threads()

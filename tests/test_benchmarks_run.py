@@ -174,6 +174,7 @@ def test_target_lines_met_and_missed():
     (["--only", "backbones,speed"], "unknown part(s) speed"),
     (["--amp", "fp8"], "--amp takes fp16 and/or bf16"),
     (["--overlap", "300"], "--overlap must be between 0 and half the tile"),
+    (["--warmup", "-1"], "--warmup must be >= 0 on CPU"),
     (["--device", "cuda"], "CUDA is not available"),
 ])
 def test_bad_arguments_fail_with_one_line(capsys, tmp_path, keep_threads, argv, message):
@@ -232,6 +233,14 @@ def test_channels_last_cell_matches_plain(keep_threads):
     row = suite.bench_cell("restormer-tiny", 40, s)
     assert row["ours_s"] > 0 and row["plain_s"] > 0 and row["reference_s"] is None
     assert 0 < row["max_abs_diff_vs_plain"] <= 1e-4  # different kernels, same function
+
+
+def test_cell_without_warm_up_compares_the_first_timed_outputs(keep_threads):
+    rows = [suite.bench_cell("restormer-tiny", 40, suite.Settings(threads=1, memory=False, reference=False,
+                                                                  channels_last=True, warmup=warmup, repeat=2))
+            for warmup in (0, 1)]
+    assert all(row["ours_s"] > 0 and row["plain_s"] > 0 for row in rows)
+    assert 0 < rows[0]["max_abs_diff_vs_plain"] == rows[1]["max_abs_diff_vs_plain"] <= 1e-4
 
 
 def test_fastpath_ablation_times_every_variant(tmp_path, keep_threads):
