@@ -72,6 +72,7 @@ def restore(
     fast: bool | None = None,
     channels_last: bool | None = None,
     local_only: bool = False,
+    keep_exposure: bool = False,
 ):
     """Restore one image (or a batch of tensors) and return it in the kind it was given.
 
@@ -91,7 +92,9 @@ def restore(
             on for CPU). See :class:`~anyrestore.inference.Predictor`.
         local_only: skip the model's whole-image stages (the default model's JPEG projection, coarse haze pass,
             colour-noise smoothing, motion deblurring, sharpening and exposure curve, which brightens photos it
-            judges under-exposed); use it to keep a genuinely dark scene dark.
+            judges under-exposed).
+        keep_exposure: run those stages without the exposure curve: a genuinely dark scene (night, low-key) stays
+            as dark as it is and still gets every other stage.
 
     Raises:
         InputTypeError, ImageReadError, UnknownModelError, ConfigError.
@@ -100,7 +103,7 @@ def restore(
 
     net = model if isinstance(model, nn.Module) else _cached_model(model, device)
     predictor = Predictor(net, device=device, precision=precision, tile=tile, overlap=overlap, fast=fast,
-                          channels_last=channels_last, global_stage=not local_only)
+                          channels_last=channels_last, global_stage=not local_only, keep_exposure=keep_exposure)
 
     if isinstance(image, (str, os.PathLike)):
         from anyrestore.io import read_image

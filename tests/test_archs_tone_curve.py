@@ -217,10 +217,32 @@ def test_restore_cli_names_the_images_the_exposure_curve_brightened(tmp_path, ca
     night = read_image(tmp_path / "auto" / "night.png")
     assert abs(night.mean().item() - 0.1 ** 0.5) < 0.01  # the curve ran: sqrt(0.1) = 0.32
     assert "brightened 1 image(s)" in out and "night.png 0.10 -> 0.32" in out and "day.png" not in out.split("note:")[1]
-    assert "--local-only" in out.split("note:")[1]
-    kept = ["restore", str(photos), "-o", str(tmp_path / "kept"), "--model", str(weights), "--local-only"]
-    assert cli.main(kept) == 0
-    assert "note:" not in capsys.readouterr().out
+    assert "--keep-exposure" in out.split("note:")[1]
+    for flag in ("--local-only", "--keep-exposure"):
+        kept = ["restore", str(photos), "-o", str(tmp_path / flag), "--model", str(weights), flag]
+        assert cli.main(kept) == 0
+        assert "note:" not in capsys.readouterr().out
+        assert abs(read_image(tmp_path / flag / "night.png").mean().item() - 0.1) < 1 / 255
+
+
+def test_keep_exposure_runs_every_other_whole_image_stage():
+    import copy
+
+    import anyrestore.api as api
+
+    torch.manual_seed(3)
+    model = build_model("nafnet-tiny", tone_curve=True, photo_tone_curve=True, photo_min_side=40,
+                        chroma_denoise=True).eval()
+    for head in (model.tone_curve, model.photo_tone_curve, model.chroma_denoise):
+        randomize_parameters(head, seed=4, scale=0.3)
+    no_curves = copy.deepcopy(model)
+    no_curves.tone_curve = no_curves.photo_tone_curve = None
+    image = _rand(3, 48, 64, seed=5) * 0.4
+    assert [type(s).__name__ for s in model.global_stage.without_exposure().stages] == ["ChromaDenoise"]
+    kept = api.restore(image, model=model, tile=0, keep_exposure=True)
+    assert torch.equal(kept, api.restore(image, model=no_curves, tile=0))
+    assert (kept - api.restore(image, model=model, tile=0, local_only=True)).abs().max() > 1e-3  # colour stage ran
+    assert (api.restore(image, model=model, tile=0) - kept).abs().max() > 1e-3  # and the curve did not
 
 
 def test_training_script_reuses_its_cache_only_for_the_same_recipe(tmp_path, capsys):

@@ -121,6 +121,12 @@ class WholeImageStages(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.restorer = restorer
 
+    def without_exposure(self) -> "WholeImageStages":
+        """The same stages without the exposure curves, for a dark scene (night, low-key) that must stay as dark
+        as it is while every other stage still runs."""
+        kept = [stage for stage in self.stages if not isinstance(stage, (GlobalToneCurve, ToneCurveBySize))]
+        return WholeImageStages(kept, restorer=self.restorer)
+
     def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
         restored = restored.clamp(0.0, 1.0)
         motion_share = None

@@ -49,8 +49,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--local-only", action="store_true",
                         help="run the model without its whole-image stages (the default model's JPEG projection, "
                              "coarse haze pass, colour-noise smoothing, motion deblurring, sharpening and exposure "
-                             "curve, which brightens photos it judges under-exposed); use it to keep a genuinely "
-                             "dark scene (night, low-key) as dark as it is")
+                             "curve, which brightens photos it judges under-exposed)")
+    parser.add_argument("--keep-exposure", action="store_true",
+                        help="run the whole-image stages without the exposure curve: a genuinely dark scene (night, "
+                             "low-key) stays as dark as it is and still gets every other stage")
     parser.add_argument("--twin-mask", action="store_true",
                         help="RAM twin-mask inference for mask-pre-trained-only models: two passes with complementary "
                              "50%% pixel masks, each pixel taken from the pass where it was hidden (ram.md 7.5)")
@@ -85,10 +87,10 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(model, device=args.device, precision=args.precision, tile=args.tile,
                           overlap=args.overlap, blend=args.blend, fast=False if args.plain else None,
                           channels_last=args.channels_last, compile=args.compile,
-                          global_stage=not args.local_only)
+                          global_stage=not args.local_only, keep_exposure=args.keep_exposure)
     outdir.mkdir(parents=True, exist_ok=True)
 
-    watch_exposure = not args.local_only and any(getattr(model, head, None) is not None
+    watch_exposure = not (args.local_only or args.keep_exposure) and any(getattr(model, head, None) is not None
                                                  for head in ("tone_curve", "photo_tone_curve"))
     brightened: list[tuple[Path, float, float]] = []
     start = time.perf_counter()
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         listed = ", ".join(f"{src.name} {before:.2f} -> {after:.2f}" for src, before, after in brightened[:5])
         print(f"note: the exposure curve brightened {len(brightened)} image(s) by {BRIGHTENED:g}x or more (mean "
               f"level: {listed}{' ...' if len(brightened) > 5 else ''}); if one is a dark scene (night, low-key) "
-              "rather than an under-exposed photo, restore it again with --local-only")
+              "rather than an under-exposed photo, restore it again with --keep-exposure")
     if args.sample:
         _report_sample(SAMPLES_DIR, outputs[-1])
     return 0

@@ -99,6 +99,8 @@ class Predictor:
         global_stage: run the model's whole-image ``global_stage`` when it has one (default True); False runs
             ``forward_local`` alone (for the default model: no colour-noise smoothing, no motion deblurring, no
             sharpening and no exposure correction, so dark photos stay dark).
+        keep_exposure: run the whole-image stages without their exposure curves (a stage with
+            ``without_exposure()``, as the default model's): a dark scene stays dark, the other stages still run.
 
     Raises:
         ConfigError: bad option values, an unavailable device, or ``compile=True`` where ``torch.compile`` cannot
@@ -125,6 +127,7 @@ class Predictor:
         channels_last: bool | None = None,
         compile: bool = False,
         global_stage: bool = True,
+        keep_exposure: bool = False,
     ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -147,6 +150,8 @@ class Predictor:
             set_device_fast_paths(model, self.device, precision)
         model = model.to(self.device)
         stage = getattr(model, "global_stage", None)
+        if stage is not None and keep_exposure and hasattr(stage, "without_exposure"):
+            stage = stage.without_exposure()
         self.global_stage: nn.Module | None = stage if global_stage else None
         self.model = optimize_model(_LocalPart(model) if stage is not None else model, **self.options)
         self.multiple = max(1, int(self.meta.pad_multiple))
