@@ -111,8 +111,8 @@ fi
   --release 15
 [ -f "$RUNS/default-photo-exposure/model.safetensors" ] || python scripts/train_global_stage.py photo_tone_curve \
   --weights "$RUNS/default-jpeg-projection/model.safetensors" -o "$RUNS/default-photo-exposure/model.safetensors" \
-  --scene-gamma 1.0 1.8 --scene-scale 0.92 1.0 --dark-window-share 0.10 --dark-share 0.45 --scene-share 0.3 \
-  --run default-photo-exposure --release 16 --cache "$RUNS/default-photo-exposure/training_set.pt"
+  --scene-gamma 1.0 1.8 --scene-scale 0.92 1.0 --dark-window-share 0.05 --dark-share 0.45 --scene-share 0.3 \
+  --run default-photo-exposure --release 17 --cache "$RUNS/default-photo-exposure/training_set.pt"
 stages="$stages tone-curve sharpen motion-deblur chroma-denoise coarse-pass exposure jpeg-projection photo-exposure"
 last=photo-exposure
 

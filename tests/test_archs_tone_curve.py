@@ -2,6 +2,7 @@
 and the script that trains it (scripts/train_global_stage.py tone_curve)."""
 from __future__ import annotations
 
+import json
 
 import numpy as np
 import pytest
@@ -397,10 +398,13 @@ def test_training_the_photo_head_keeps_the_crop_head_and_names_the_run(tmp_path)
     photos, model, weights, script = _toned_model_and_photo(tmp_path, 24)
     out = tmp_path / "photo.safetensors"
     assert script.main(["photo_tone_curve", "--weights", str(weights), "--photos", str(photos), "--samples", "12",
-                        "--steps", "4", "--batch", "4", "--mse-steps", "2", "--run", "my-run", "-o", str(out)]) == 0
+                        "--steps", "4", "--batch", "4", "--mse-steps", "2", "--run", "my-run", "-o", str(out),
+                        "--dark-window-share", "0.05"]) == 0
     new = load_model(out)
     with safe_open(out, "pt") as f:
         assert f.metadata()["run"] == "my-run" and f.metadata()["stage"] == "photo_tone_curve"
+        recipe = json.loads(f.metadata()["stage_recipe"])  # the file records the options it was trained with
+    assert (recipe["stage"], recipe["dark_windows"], recipe["samples"]) == ("photo_tone_curve", 0.05, 12)
     assert set(new.state_dict()) - set(model.state_dict()) == {k for k in new.state_dict()
                                                                if k.startswith("photo_tone_curve.")}
     for key, value in model.state_dict().items():  # the U-Net and the crop head kept byte for byte
