@@ -246,17 +246,21 @@ def _degrade_each(clean: torch.Tensor, seed: int, degrade_one) -> tuple[torch.Te
     return degraded, marked
 
 
-def blur_or_mix(clean: torch.Tensor, share: float, seed: int, jpeg_share: float = 0.0
+def blur_or_mix(clean: torch.Tensor, share: float, seed: int, jpeg_share: float = 0.0, blur_jpeg_share: float = 0.0
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A ``share`` of the crops gets an isotropic Gaussian blur (sigma 0.5-3, kernel 2*ceil(3 sigma)+1; ``blurred``
-    marks them), a ``jpeg_share`` JPEG alone (q 15-90, any chroma subsampling: blocky crops whose fine-scale energy
-    a deconvolution would amplify), the rest the default model's training mixture; 8-bit quantised. With
-    ``jpeg_share`` 0 the random stream is the shipped unsharp recipe's."""
+    marks them), a ``blur_jpeg_share`` of those then saved as JPEG (q 50-95, any chroma subsampling), a
+    ``jpeg_share`` JPEG alone (q 15-90, any chroma subsampling: blocky crops whose fine-scale energy a deconvolution
+    would amplify), the rest the default model's training mixture; 8-bit quantised. With ``jpeg_share`` 0 the
+    random stream is the shipped unsharp recipe's, with ``blur_jpeg_share`` 0 the eleventh release's Wiener one."""
     def one(image: torch.Tensor, generator: torch.Generator, seed_i: int) -> tuple[torch.Tensor, bool]:
         draw = torch.rand((), generator=generator).item()
         if draw < share:
             sigma = _uniform(generator, 0.5, 3.0)
-            return degrade(image, f"blur:k{2 * math.ceil(3 * sigma) + 1}s{sigma:.2f}", seed=seed_i)[0], True
+            blurred = degrade(image, f"blur:k{2 * math.ceil(3 * sigma) + 1}s{sigma:.2f}", seed=seed_i)[0]
+            if blur_jpeg_share and torch.rand((), generator=generator).item() < blur_jpeg_share:
+                blurred = _any_jpeg((blurred.clamp(0, 1) * 255).round() / 255, generator, 50, 96)
+            return blurred, True
         if draw < share + jpeg_share:
             return _any_jpeg(image, generator, 15, 90), False
         return degrade(image, "default-model", seed=seed_i)[0], False
@@ -378,6 +382,8 @@ def recipe_key(model: torch.nn.Module, args: argparse.Namespace) -> str:
         recipe.update(blur=args.blur_share)
         if args.jpeg_share:
             recipe.update(jpeg_alone=args.jpeg_share)
+        if args.blur_jpeg_share:
+            recipe.update(blur_then_jpeg=args.blur_jpeg_share)
     else:
         recipe.update(motion=args.motion_share, jpeg="4:2:0, 4:2:2, 4:4:4",
                       others="shake 10 %, JPEG q15-90 20 %, clean 10 %, mixture")
@@ -405,7 +411,7 @@ def training_set(model: torch.nn.Module, args: argparse.Namespace, started: floa
                                        args.scene_gamma, args.scene_scale)
     elif args.stage == "sharpen":
         clean = make_crops(paths, args.samples, args.seed)
-        degraded, marked = blur_or_mix(clean, args.blur_share, args.seed, args.jpeg_share)
+        degraded, marked = blur_or_mix(clean, args.blur_share, args.seed, args.jpeg_share, args.blur_jpeg_share)
     elif args.stage == "chroma_denoise":
         clean = make_crops(paths, args.samples, args.seed)
         degraded, marked = noise_or_mix(clean, args.noise_share, args.seed)
@@ -515,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jpeg-share", type=float, default=None,
                         help="sharpen: share of crops with JPEG alone, q 15-90 (wiener 0.2, unsharp 0): negatives "
                              "the deconvolution must leave alone")
+    parser.add_argument("--blur-jpeg-share", type=float, default=0.0,
+                        help="sharpen: share of the blurred crops then saved as JPEG, q 50-95 (default 0): a blurred "
+                             "photo is usually a JPEG too, and the head must still deconvolve it")
     parser.add_argument("--sharpen-mode", choices=MODES, default="wiener",
                         help="sharpen: Gaussian Wiener deconvolution (share, sigma, prior weight; the shipped head "
                              "since the eleventh release) or unsharp mask (amount, radius; the releases before)")
@@ -579,8 +588,11 @@ def main(argv: list[str] | None = None) -> int:
                          f"got {low:g} {high:g}")
     if args.photo_min_side < 1:
         parser.error(f"--photo-min-side must be a positive number of pixels, got {args.photo_min_side}")
-    if args.jpeg_share and args.stage != "sharpen":
-        raise SystemExit("train_global_stage: --jpeg-share is for the sharpen stage")
+    for name in ("jpeg_share", "blur_jpeg_share"):
+        if getattr(args, name) and args.stage != "sharpen":
+            raise SystemExit(f"train_global_stage: --{name.replace('_', '-')} is for the sharpen stage")
+    if not 0 <= args.blur_jpeg_share <= 1:
+        parser.error(f"--blur-jpeg-share must be between 0 and 1, got {args.blur_jpeg_share:g}")
     if args.release is not None and args.release < 1:
         parser.error(f"--release needs a positive number, got {args.release}")
     args.run = args.run or f"default-{args.stage.replace('_', '-')}"

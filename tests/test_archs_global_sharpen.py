@@ -247,6 +247,38 @@ def test_jpeg_negatives_of_the_wiener_sharpen_set():
         assert torch.equal(degraded[i], mixture)
 
 
+def test_blurred_then_jpeg_crops_of_the_sharpen_set():
+    script = _script()
+    calls = []
+    real_jpeg = script.jpeg
+    script.jpeg = lambda image, quality, subsampling: (calls.append((quality, subsampling))
+                                                      or real_jpeg(image, quality=quality, subsampling=subsampling))
+    clean = _rand(12, 3, 32, 32)
+    plain, _ = script.blur_or_mix(clean, 1.0, 0)
+    assert not calls
+    degraded, blurred = script.blur_or_mix(clean, 1.0, 0, blur_jpeg_share=1.0)
+    # every crop is blurred, then saved as JPEG at q 50-95: still marked blurred, and not the plain blurred crop
+    assert bool(blurred.all()) and len(calls) == 12 and all(50 <= q < 96 for q, _ in calls)
+    assert all(not torch.equal(a, b) for a, b in zip(degraded, plain))
+    # share 0 draws nothing more: the shipped recipe's set, crop for crop
+    calls.clear()
+    mixed, _ = script.blur_or_mix(clean, 0.3, 0, jpeg_share=0.2)
+    again, _ = script.blur_or_mix(clean, 0.3, 0, jpeg_share=0.2, blur_jpeg_share=0.0)
+    assert torch.equal(again, mixed)
+
+
+def test_jpeg_options_are_refused_outside_the_sharpen_stage(tmp_path, capsys):
+    script = _script()
+    common = ["--weights", str(tmp_path / "none.safetensors"), "-o", str(tmp_path / "out.safetensors")]
+    for option in ("--jpeg-share", "--blur-jpeg-share"):
+        with pytest.raises(SystemExit, match=f"{option} is for the sharpen stage"):
+            script.main(["tone_curve", *common, option, "0.5"])
+    with pytest.raises(SystemExit):
+        script.main(["sharpen", *common, "--blur-jpeg-share", "1.5"])
+    assert "--blur-jpeg-share must be between 0 and 1, got 1.5" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_training_sets_are_keyed_by_the_unet_alone():
     script = _script()
     model = build_model("nafnet-tiny", sharpen=True, tone_curve=True)
