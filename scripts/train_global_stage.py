@@ -16,7 +16,8 @@ t of a Gaussian Wiener deconvolution of the U-Net output (share, kernel sigma, g
 1. 3,000 native-resolution 128² crops of the training photos; 30 % blurred (Gaussian, sigma 0.5-3), 20 % JPEG alone
    (``--jpeg-share``; q 15-90, any chroma subsampling: a deconvolution amplifies block edges, and without them it
    fired on JPEG q30, -3 dB on one crop), the rest degraded by the default model's training mixture (noise,
-   JPEG... must stay unsharpened);
+   JPEG... must stay unsharpened); ``--blur-jpeg-share`` saves a share of the blurred crops as JPEG q 50-95 (session
+   25's probe, not in the shipped recipe: it deblurred blurred JPEGs but over-sharpened smooth sharp ones);
 2. the frozen U-Net restores each crop once;
 3. 500 steps on the blurred crops alone with the whole deconvolution (the sigma and prior first), then 300
    logistic steps of the share towards "the deconvolution helps this crop" (weighted by how much), then the PSNR
