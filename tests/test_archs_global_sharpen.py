@@ -227,12 +227,18 @@ def test_the_wiener_share_yields_to_the_motion_deconvolution():
     assert unsharp.yield_to_motion(plain, torch.ones(3)) is plain
 
 
-def test_jpeg_negatives_of_the_wiener_sharpen_set():
-    script = _script()
+def _record_jpeg_calls(script) -> list[tuple[int, str]]:
+    """Make the training script's JPEG encoder record each (quality, subsampling) it is asked for; returns the list."""
     calls = []
     real_jpeg = script.jpeg
     script.jpeg = lambda image, quality, subsampling: (calls.append((quality, subsampling))
                                                       or real_jpeg(image, quality=quality, subsampling=subsampling))
+    return calls
+
+
+def test_jpeg_negatives_of_the_wiener_sharpen_set():
+    script = _script()
+    calls = _record_jpeg_calls(script)
     clean = _rand(40, 3, 32, 32)
     degraded, blurred = script.blur_or_mix(clean, 0.3, 0, jpeg_share=0.4)
     jpeg_alone = len(calls)
@@ -249,10 +255,7 @@ def test_jpeg_negatives_of_the_wiener_sharpen_set():
 
 def test_blurred_then_jpeg_crops_of_the_sharpen_set():
     script = _script()
-    calls = []
-    real_jpeg = script.jpeg
-    script.jpeg = lambda image, quality, subsampling: (calls.append((quality, subsampling))
-                                                      or real_jpeg(image, quality=quality, subsampling=subsampling))
+    calls = _record_jpeg_calls(script)
     clean = _rand(12, 3, 32, 32)
     plain, _ = script.blur_or_mix(clean, 1.0, 0)
     assert not calls
