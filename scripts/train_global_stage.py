@@ -673,8 +673,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step {step}: train loss {loss.item():.4g} | validation {report}", flush=True)
 
     head.requires_grad_(False)
-    # stage_recipe: the training set's options (as its cache key has them), so the file says how it was made
-    meta = {"run": args.run, "stage": args.stage, "stage_recipe": recipe_key(model, args),
+    # stage_recipe: the training set's key (its options), so the file says how it was made
+    meta = {"run": args.run, "stage": args.stage, "stage_recipe": data["key"],
             "stage_samples": str(args.samples), "stage_steps": str(args.steps), "stage_seed": str(args.seed),
             "previous_weights": args.weights.name, "previous_sha256": previous_sha256, **_release(args)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
