@@ -19,7 +19,8 @@ from torch import nn
 from anyrestore.archs.blocks import LayerNorm2d, SimpleGate, pad_to_multiple, rename_keys
 from anyrestore.archs.chroma_denoise import ChromaDenoise
 from anyrestore.archs.coarse_pass import CoarsePass
-from anyrestore.archs.jpeg_projection import JpegProjection
+from anyrestore.archs.jpeg_expert import JpegExpert
+from anyrestore.archs.jpeg_projection import JpegProjection, block_dct, luma_levels
 from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
 from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
 from anyrestore.archs.global_sharpen import GlobalSharpen
@@ -27,6 +28,7 @@ from anyrestore.archs.motion_deblur import GlobalMotionDeblur
 from anyrestore.archs.tone_curve import PHOTO_MIN_SIDE, GlobalToneCurve, ToneCurveBySize
 
 PAD_MODES = ("zeros", "reflect")
+ROUTE_WINDOW = 512  # px: the centre window the base U-Net restores to decide whether the JPEG expert runs
 
 
 class LocalAvgPool2d(nn.Module):
@@ -192,6 +194,10 @@ class NAFNet(nn.Module):
             (keys ``jpeg_projection.refiner.*``; needs ``jpeg_projection``): the images the projection passes are
             refined by a small JPEG specialist before they are projected (an option, not in the shipped preset:
             session 23's probe of it is in anyrestore/weights/README.md).
+        jpeg_expert: add a :class:`~anyrestore.archs.jpeg_expert.JpegExpert` (keys ``jpeg_expert.*``; needs
+            ``jpeg_projection``): the U-Net's shallow layers fine-tuned on JPEG alone, which restore the images
+            whose only damage the projection's gate finds to be JPEG in place of the base U-Net
+            (:meth:`expert_route`, :meth:`forward_expert`).
 
     MaskDCPT hook points (``MASK_POINTS``) are module names: forward hooks on them re-mask features; with no hook
     installed the network is the plain one.
@@ -219,12 +225,15 @@ class NAFNet(nn.Module):
         coarse_pass: bool = False,
         jpeg_projection: bool = False,
         jpeg_refiner: bool = False,
+        jpeg_expert: bool = False,
     ) -> None:
         super().__init__()
         if photo_min_side < 1:
             raise ValueError(f"photo_min_side must be a positive number of pixels, got {photo_min_side}")
         if jpeg_refiner and not jpeg_projection:
             raise ValueError("jpeg_refiner needs jpeg_projection: the refiner runs inside the projection stage")
+        if jpeg_expert and not jpeg_projection:
+            raise ValueError("jpeg_expert needs jpeg_projection: the projection's gate decides where the expert runs")
         if len(enc_blocks) != len(dec_blocks):
             raise ValueError(f"enc_blocks {list(enc_blocks)} and dec_blocks {list(dec_blocks)} differ in length")
         if pad_mode not in PAD_MODES:
@@ -247,6 +256,8 @@ class NAFNet(nn.Module):
             c //= 2
             self.decoders.append(_stage(c, n, ln_eps))
         self.jpeg_projection = JpegProjection(refiner=jpeg_refiner) if jpeg_projection else None
+        self.jpeg_expert = JpegExpert(in_channels=in_channels, width=width, enc_blocks=enc_blocks,
+                                      dec_blocks=dec_blocks, ln_eps=ln_eps) if jpeg_expert else None
         self.coarse_pass = CoarsePass() if coarse_pass else None
         self.chroma_denoise = ChromaDenoise() if chroma_denoise else None
         self.motion_deblur = GlobalMotionDeblur() if motion_deblur else None
@@ -268,22 +279,28 @@ class NAFNet(nn.Module):
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         return pad_to_multiple(x, self.pad_multiple, self.pad_mode)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Input (any size; padded here) -> last decoder features (B, width, H', W') at the padded size."""
-        f = self.intro(self._pad(x))
+    def encode(self, x: torch.Tensor, layers: nn.Module | None = None) -> torch.Tensor:
+        """Input (any size; padded here) -> last decoder features (B, width, H', W') at the padded size.
+        ``layers``: a :class:`JpegExpert` whose shallow layers replace this network's (the deepest encoder level
+        and the middle blocks stay this network's)."""
+        layers = self if layers is None else layers
+        encoders = [*layers.encoders, *self.encoders[len(layers.encoders):]]
+        f = layers.intro(self._pad(x))
         skips = []
-        for encoder, down in zip(self.encoders, self.downs):
+        for encoder, down in zip(encoders, layers.downs):
             f = encoder(f)
             skips.append(f)
             f = down(f)
         f = self.middle_blks(f)
-        for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
+        for decoder, up, skip in zip(layers.decoders, layers.ups, reversed(skips)):
             f = decoder(up(f) + skip)
         return f
 
-    def decode_head(self, features: torch.Tensor, x: torch.Tensor, residual: bool = True) -> torch.Tensor:
-        """``ending`` conv on :meth:`encode` features (+ padded input if ``residual``), cropped to ``x``'s size."""
-        y = self.ending(features)
+    def decode_head(self, features: torch.Tensor, x: torch.Tensor, residual: bool = True,
+                    layers: nn.Module | None = None) -> torch.Tensor:
+        """``ending`` conv (``layers``' when given) on :meth:`encode` features (+ padded input if ``residual``),
+        cropped to ``x``'s size."""
+        y = (self if layers is None else layers).ending(features)
         if residual:
             y = y + self._pad(x)
         return y[:, :, : x.shape[-2], : x.shape[-1]]
@@ -292,8 +309,49 @@ class NAFNet(nn.Module):
         """The U-Net alone: what may run tile by tile."""
         return self.decode_head(self.encode(x), x, True)
 
+    def forward_expert(self, x: torch.Tensor) -> torch.Tensor:
+        """The U-Net with the JPEG expert's shallow layers (needs ``jpeg_expert``); may run tile by tile too."""
+        if self.jpeg_expert is None:
+            raise RuntimeError("this NAFNet has no JPEG expert (build it with jpeg_expert=True)")
+        return self.decode_head(self.encode(x, self.jpeg_expert), x, True, self.jpeg_expert)
+
+    def expert_route(self, degraded: torch.Tensor) -> torch.Tensor | None:
+        """Per image of the batch, whether the JPEG expert restores it in place of :meth:`forward_local`; None when
+        the model has no expert. The whole image must be given (not a tile).
+
+        The route is the JPEG projection's test: a standard table found in the input, and the base U-Net's output
+        still inside most of its quantisation intervals (JPEG was the only damage). To keep its cost at a fraction
+        of a restore, the base U-Net restores only a centre window of at most ``ROUTE_WINDOW``² pixels on the JPEG
+        block grid, and the gate reads that window; an input without a JPEG table costs no U-Net run at all."""
+        if self.jpeg_expert is None:
+            return None
+        mask = torch.zeros(degraded.shape[0], dtype=torch.bool)
+        if degraded.shape[1] != 3 or min(degraded.shape[-2:]) < 64:
+            return mask
+        projection = self.jpeg_projection
+        for i, x in enumerate(degraded):
+            coef = block_dct(luma_levels(x))
+            table = projection.table_from(coef)
+            if table is None:
+                continue
+            (h, w), multiple = x.shape[-2:], max(8, self.pad_multiple)
+            side_h, side_w = min(h, ROUTE_WINDOW) // multiple * multiple, min(w, ROUTE_WINDOW) // multiple * multiple
+            top, left = (h - side_h) // 2 // 8 * 8, (w - side_w) // 2 // 8 * 8
+            window = x[None, :, top:top + side_h, left:left + side_w]
+            restored = self.forward_local(window).clamp(0.0, 1.0)[0]
+            window_coef = coef[top // 8:(top + side_h) // 8, left // 8:(left + side_w) // 8]
+            mask[i] = projection.passes(projection.gate_statistics(window_coef, block_dct(luma_levels(restored)),
+                                                                   table))
+        return mask
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.forward_local(x)
+        mask = self.expert_route(x)
+        if mask is None or not bool(mask.any()):
+            y = self.forward_local(x)
+        elif bool(mask.all()):
+            y = self.forward_expert(x)
+        else:
+            y = torch.where(mask.to(x.device)[:, None, None, None], self.forward_expert(x), self.forward_local(x))
         stage = self.global_stage
         return y if stage is None else stage(x, y)
 
@@ -308,6 +366,8 @@ class NAFNetLocal(NAFNet):
     """
 
     def __init__(self, *, train_size: int | Sequence[int] = 256, **kwargs: Any) -> None:
+        if kwargs.get("jpeg_expert"):
+            raise ValueError("jpeg_expert is not available with TLC pooling (nafnet_local); use nafnet")
         super().__init__(**kwargs)
         th, tw = (train_size, train_size) if isinstance(train_size, int) else tuple(train_size)
         self.train_size = (int(th), int(tw))

@@ -93,11 +93,13 @@ def run(args: argparse.Namespace) -> int:
     watch_exposure = not (args.local_only or args.keep_exposure) and any(getattr(model, head, None) is not None
                                                  for head in ("tone_curve", "photo_tone_curve"))
     brightened: list[tuple[Path, float, float]] = []
+    by_expert = 0
     start = time.perf_counter()
     for src, dst in tqdm(list(zip(inputs, outputs)), desc="restore", unit="img", disable=len(inputs) < 2):
         image, info = read_image_info(src)
         restored = predictor(image)
         write_image(dst, restored, info=info)
+        by_expert += int(any(predictor.last_run.get("expert", [])))
         if watch_exposure:
             before, after = mean_level(image), mean_level(restored)
             if after >= BRIGHTENED * max(before, 1e-3):
@@ -112,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: the exposure curve brightened {len(brightened)} image(s) by {BRIGHTENED:g}x or more (mean "
               f"level: {listed}{' ...' if len(brightened) > 5 else ''}); if one is a dark scene (night, low-key) "
               "rather than an under-exposed photo, restore it again with --keep-exposure")
+    if by_expert:
+        print(f"note: {by_expert} image(s) looked like JPEGs damaged by the compression alone; the JPEG expert "
+              "restored them")
     if args.sample:
         _report_sample(SAMPLES_DIR, outputs[-1])
     return 0

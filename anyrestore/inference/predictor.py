@@ -153,7 +153,13 @@ class Predictor:
         if stage is not None and keep_exposure and hasattr(stage, "without_exposure"):
             stage = stage.without_exposure()
         self.global_stage: nn.Module | None = stage if global_stage else None
-        self.model = optimize_model(_LocalPart(model) if stage is not None else model, **self.options)
+        self.model = optimize_model(_TiledPart(model) if stage is not None else model, **self.options)
+        # An expert (the default model's JPEG expert) restores the images its model's route picks in place of the
+        # model; like the whole-image stages it belongs to the full model, not to --local-only.
+        self.expert: nn.Module | None = None
+        if global_stage and getattr(model, "jpeg_expert", None) is not None:
+            self.expert = optimize_model(_TiledPart(model, "forward_expert"), **{**self.options, "fast": None})
+            self.expert_route = model.expert_route
         self.multiple = max(1, int(self.meta.pad_multiple))
         self.precision = precision
         self.tile = tile
@@ -185,11 +191,25 @@ class Predictor:
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         h, w = batch.shape[-2:]
         x = pad_to_multiple(self.meta.normalize(self.meta.quantize(batch.cpu())), self.multiple)
+        route = None if self.expert is None else self.expert_route(x[..., :h, :w].to(self.device)).cpu()
+        if route is None or not bool(route.any()):
+            y = self._local_pass(x, self.model, h, w)
+        elif bool(route.all()):
+            y = self._local_pass(x, self.expert, h, w)
+        else:
+            expert = self._local_pass(x, self.expert, h, w)
+            y = torch.where(route.to(expert.device)[:, None, None, None], expert, self._local_pass(x, self.model, h, w))
+        if route is not None:
+            self.last_run["expert"] = route.tolist()
+        return self._finish(y, x, h, w)
+
+    def _local_pass(self, x: torch.Tensor, model: nn.Module, h: int, w: int) -> torch.Tensor:
+        """``model`` over the padded batch ``x``, whole or in tiles (see the module); sets ``last_run``."""
         if self._whole_first(h * w):
             try:
-                y = self._forward(x.to(self.device))
+                y = self._forward(x.to(self.device), model)
                 self.last_run = {"mode": "whole", "tile": None, "overlap": None, "blend": None}
-                return self._finish(y, x, h, w)
+                return y
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -205,11 +225,11 @@ class Predictor:
         while True:
             tile = self._round_tile(tile)
             try:
-                y = tiled_apply(self._forward, x, tile=tile, overlap=self.overlap, blend=self.blend,
-                                compute_device=self.device, accumulate_device=self._accumulate_device(x),
-                                progress=self.progress)
+                y = tiled_apply(lambda part: self._forward(part, model), x, tile=tile, overlap=self.overlap,
+                                blend=self.blend, compute_device=self.device,
+                                accumulate_device=self._accumulate_device(x), progress=self.progress)
                 self.last_run = {"mode": "tiled", "tile": tile, "overlap": min(self.overlap, tile // 2), "blend": self.blend}
-                return self._finish(y, x, h, w)
+                return y
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -236,15 +256,19 @@ class Predictor:
             return False
         return self.device.type != "cpu" or pixels <= self.max_whole_pixels
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, model: nn.Module) -> torch.Tensor:
         dtype = PRECISIONS[self.precision]
         ctx = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
         with ctx:
-            return self.model(x)
+            return model(x)
+
+    def _crop(self, y: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """A local pass's output cropped back to the image (a super-resolution model's scaled), in fp32."""
+        scale = y.shape[-1] // (w + (-w) % self.multiple)
+        return y[..., : h * scale, : w * scale].float()
 
     def _finish(self, y: torch.Tensor, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        scale = y.shape[-1] // (w + (-w) % self.multiple)
-        y = y[..., : h * scale, : w * scale].float()
+        y = self._crop(y, h, w)
         if self.global_stage is not None:
             y = self.global_stage(x[..., :h, :w].to(y.device), y)
         return self.meta.denormalize(y)
@@ -261,16 +285,18 @@ class Predictor:
             torch.mps.empty_cache()
 
 
-class _LocalPart(nn.Module):
-    """The part of a model with a ``global_stage`` that may run tile by tile: its ``forward_local``."""
+class _TiledPart(nn.Module):
+    """The part of a model that may run tile by tile, one of its methods: ``forward_local`` for a model with a
+    ``global_stage``, ``forward_expert`` for its expert."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, method: str = "forward_local") -> None:
         super().__init__()
         self.model = model
+        self.method = method
         copy_model_attrs(model, self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_local(x)
+        return getattr(self.model, self.method)(x)
 
 
 def _round_up(value: int, multiple: int) -> int:
