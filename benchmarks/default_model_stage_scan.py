@@ -39,7 +39,7 @@ MEANT_FOR = {"motion_deblur": ("motion_blur:medium",),  # the rows each stage is
              "photo_tone_curve": ("low_light:medium",),
              "chroma_denoise": ("noise:15", "noise:25", "noise:50", "blur:k15s1.5+noise:15+jpeg:50"),
              "jpeg_projection": ("jpeg:30", "jpeg:30/4:2:2", "jpeg:30/4:4:4"),
-             "jpeg_refiner": ("jpeg:30", "jpeg:30/4:2:2", "jpeg:30/4:4:4")}
+             "jpeg_expert": ("jpeg:30", "jpeg:30/4:2:2", "jpeg:30/4:4:4")}
 
 
 def crops(image: torch.Tensor, side: int = CROP) -> list[torch.Tensor]:
@@ -52,19 +52,12 @@ def crops(image: torch.Tensor, side: int = CROP) -> list[torch.Tensor]:
 
 
 def stage_module(model, stage: str):
-    """The model's module for ``stage``, or None when it has none (the JPEG refiner sits inside the projection)."""
-    if stage == "jpeg_refiner":
-        return getattr(getattr(model, "jpeg_projection", None), "refiner", None)
+    """The model's module for ``stage``, or None when it has none."""
     return getattr(model, stage, None)
 
 
 def without_stage(model, stage: str) -> WholeImageStages:
-    """The model's whole-image stages with ``stage`` left out (built while the attribute is None; the JPEG
-    refiner, which lives inside the projection, by a projection of the same settings without it)."""
-    if stage == "jpeg_refiner":
-        plain = model.jpeg_projection.without_refiner()
-        return WholeImageStages([plain if s is model.jpeg_projection else s for s in model.global_stage.stages],
-                                restorer=model.forward_local)
+    """The model's whole-image stages with ``stage`` left out (built while the attribute is None)."""
     head = getattr(model, stage)
     setattr(model, stage, None)
     try:
@@ -73,8 +66,26 @@ def without_stage(model, stage: str) -> WholeImageStages:
         setattr(model, stage, head)
 
 
-def scan(model, stage: str, keys: list[str], photos: list[tuple[str, torch.Tensor]], changed: float) -> list[dict]:
+def with_and_without(model, stage: str):
+    """A function of one degraded (1,3,H,W) image that returns the model's output with ``stage`` and without it.
+    A whole-image stage is left out of the stages after one U-Net run; the JPEG expert (``jpeg_expert``, which
+    replaces the U-Net on the images its route picks) is compared with the U-Net on those images."""
+    if stage == "jpeg_expert":
+        def outputs(lq: torch.Tensor) -> list[torch.Tensor]:
+            plain = model.global_stage(lq, model.forward_local(lq))
+            expert = model.global_stage(lq, model.forward_expert(lq)) if bool(model.expert_route(lq)[0]) else plain
+            return [expert, plain]
+        return outputs
     kept, left_out = model.global_stage, without_stage(model, stage)
+
+    def outputs(lq: torch.Tensor) -> list[torch.Tensor]:
+        local = model.forward_local(lq)
+        return [chain(lq, local) for chain in (kept, left_out)]
+    return outputs
+
+
+def scan(model, stage: str, keys: list[str], photos: list[tuple[str, torch.Tensor]], changed: float) -> list[dict]:
+    outputs_of = with_and_without(model, stage)
     rows = []
     for key in keys:
         description, degrade = CROSSCHECK[key]
@@ -85,8 +96,7 @@ def scan(model, stage: str, keys: list[str], photos: list[tuple[str, torch.Tenso
                 rng = np.random.default_rng(zlib.crc32(f"scan/{key}/{name}/{index}".encode()))
                 lq = torch.from_numpy(np.ascontiguousarray(degrade(clean, rng), dtype=np.float32)).permute(2, 0, 1)
                 with torch.inference_mode():
-                    local = model.forward_local(lq[None])
-                    outputs = [chain(lq[None], local)[0].clamp(0, 1) for chain in (kept, left_out)]
+                    outputs = [out[0].clamp(0, 1) for out in outputs_of(lq[None])]
                 deltas.append(psnr(outputs[0], crop, protocol=PROTOCOL) - psnr(outputs[1], crop, protocol=PROTOCOL))
                 fired += int((outputs[0] - outputs[1]).abs().max() * 255 > changed)
         d = np.array(deltas)
@@ -134,7 +144,7 @@ def run(args: argparse.Namespace) -> dict:
     spec = default_model_spec() if args.model is None else args.model
     model = load_model(spec, device="cpu").eval()
     if stage_module(model, args.stage) is None:
-        raise ConfigError(f"model {spec} has no whole-image stage {args.stage!r}")
+        raise ConfigError(f"model {spec} has no stage {args.stage!r}")
     paths = find_photos(args.photos)
     if not paths:
         raise ConfigError("no evaluation photos: pass --photos DIR or run scripts/prepare_default_photos.py")

@@ -125,8 +125,7 @@ MOTION_CROP = 256  # motion_deblur: native-resolution crops holding several 128Â
 JPEG_SUBSAMPLINGS = ("4:2:0", "4:2:2", "4:4:4")
 # the whole-image stages' state-dict keys
 STAGE_PREFIXES = ("chroma_denoise.", "motion_deblur.", "sharpen.", "tone_curve.", "photo_tone_curve.",
-                  "jpeg_projection.",  # the projection has weights only with a refiner
-                  "jpeg_expert.")  # an expert's sets hold no U-Net output, and the U-Net's outputs do not change
+                  "jpeg_expert.")  # the expert does not change what the U-Net outputs
 TONE_STAGES = ("tone_curve", "photo_tone_curve")  # the exposure heads: one training set, one recipe
 
 

@@ -84,15 +84,29 @@ def test_leaving_out_one_exposure_head_keeps_the_other():
     assert model.sharpen not in list(without_sharpen) and len(without_sharpen) == 1
 
 
-def test_leaving_out_the_jpeg_refiner_keeps_the_projection_and_its_gate():
-    from anyrestore.archs import build_model
-    from anyrestore.archs.jpeg_projection import JpegProjection
+def test_the_jpeg_expert_is_compared_with_the_unet_only_where_its_route_sends_an_image():
+    import numpy as np
+    from skimage import data as skdata
 
-    model = build_model("nafnet-tiny", jpeg_projection=True, jpeg_refiner=True, tone_curve=True)
-    model.jpeg_projection.max_moved_ac = 0.3
-    stages = scan.without_stage(model, "jpeg_refiner").stages
-    assert isinstance(stages[0], JpegProjection) and stages[0].refiner is None
-    assert stages[0].max_moved_ac == 0.3 and stages[1] is model.tone_curve
-    assert model.jpeg_projection.refiner is not None  # the model itself is left as it was
-    assert scan.stage_module(model, "jpeg_refiner") is model.jpeg_projection.refiner
-    assert scan.stage_module(build_model("nafnet-tiny", jpeg_projection=True), "jpeg_refiner") is None
+    from _cli_testutil import randomize_parameters
+    from anyrestore.archs import build_model
+    from anyrestore.degradations.jpeg import jpeg_uint8
+
+    model = randomize_parameters(build_model("nafnet-tiny", jpeg_projection=True, jpeg_expert=True), seed=0,
+                                 scale=0.05).eval()
+    with torch.no_grad():
+        model.ending.weight.zero_()  # the U-Net returns its input, so the route passes a JPEG
+        model.ending.bias.zero_()
+    rgb = np.ascontiguousarray(skdata.astronaut()[128:384, 64:448])
+    to_image = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    jpeg_image, png_image = to_image(jpeg_uint8(rgb, 30)), to_image(rgb)
+    outputs_of = scan.with_and_without(model, "jpeg_expert")
+    with torch.no_grad():
+        with_expert, without = outputs_of(jpeg_image)
+        torch.testing.assert_close(with_expert, model.global_stage(jpeg_image, model.forward_expert(jpeg_image)))
+        torch.testing.assert_close(without, model.global_stage(jpeg_image, model.forward_local(jpeg_image)))
+        assert not torch.allclose(with_expert, without)
+        same, also_same = outputs_of(png_image)  # no JPEG table: the expert is not asked
+        assert torch.equal(same, also_same)
+    assert scan.stage_module(model, "jpeg_expert") is model.jpeg_expert
+    assert scan.stage_module(build_model("nafnet-tiny", jpeg_projection=True), "jpeg_expert") is None

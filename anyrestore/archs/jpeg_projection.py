@@ -10,8 +10,8 @@ The stage is blind: it estimates the luma table from the input itself (a coeffic
 fits, and does nothing when the input shows no 8×8 lattice (PNG sources, resized or re-cropped JPEGs). Only the luma
 is projected: its change is added to R, G and B alike, which keeps the U-Net's colour.
 
-With ``refiner=True`` the stage first hands the images it passes to a small trained JPEG specialist
-(:class:`~anyrestore.archs.jpeg_refiner.JpegRefiner`, under the keys ``refiner.*``), then projects the refined luma.
+The same gate routes an image to the default model's JPEG expert (:mod:`anyrestore.archs.jpeg_expert`), whose
+output is then projected like the U-Net's.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import math
 
 import torch
 from torch import nn
-
-from anyrestore.archs.jpeg_refiner import JpegRefiner
 
 # The luma table of the JPEG standard (Annex K), row-major; IJG's quality q scales it (see ``ijg_luma_table``).
 STANDARD_LUMA_TABLE = (
@@ -163,23 +161,15 @@ class JpegProjection(nn.Module):
       dehazing and deraining move the block means by more than a step (70–100 % of blocks); deblocking does not.
     - ``max_moved_ac``: at most this share of the input's nonzero AC coefficients lie outside their intervals in
       the restoration; removing noise JPEG kept moves 70–95 % of them.
-
-    ``refiner``: refine the images the gate passes with a :class:`JpegRefiner` before projecting them.
     """
 
     def __init__(self, *, min_flat_blocks: float = 0.02, max_moved_dc: float = 0.6, max_moved_ac: float = 0.6,
-                 min_known: int = 6, refiner: bool = False) -> None:
+                 min_known: int = 6) -> None:
         super().__init__()
-        self.refiner = JpegRefiner() if refiner else None
         self.min_flat_blocks = min_flat_blocks
         self.max_moved_dc = max_moved_dc
         self.max_moved_ac = max_moved_ac
         self.min_known = min_known
-
-    def without_refiner(self) -> "JpegProjection":
-        """A projection with the same gate and no refiner (this one is left as it is)."""
-        return JpegProjection(min_flat_blocks=self.min_flat_blocks, max_moved_dc=self.max_moved_dc,
-                              max_moved_ac=self.max_moved_ac, min_known=self.min_known)
 
     def table_for(self, degraded: torch.Tensor) -> torch.Tensor | None:
         """The luma table to project with for one (3,H,W) input, or None when it does not look like a JPEG. The
@@ -215,24 +205,20 @@ class JpegProjection(nn.Module):
                 "moved_ac": (outside & nonzero_ac).sum().item() / max(1, int(nonzero_ac.sum()))}
 
     def passes(self, stats: dict[str, float]) -> bool:
-        """Whether :meth:`gate_statistics` ``stats`` let the projection (and the refiner) run."""
+        """Whether :meth:`gate_statistics` ``stats`` let the projection run."""
         return (stats["flat_blocks"] >= self.min_flat_blocks and stats["moved_dc"] <= self.max_moved_dc
                 and stats["moved_ac"] <= self.max_moved_ac)
 
     def project(self, degraded: torch.Tensor, restored: torch.Tensor, table: torch.Tensor,
                 *, gated: bool = True, input_coef: torch.Tensor | None = None) -> torch.Tensor:
-        """Luma projection of one (3,H,W) ``restored`` (refined first when the stage has a refiner) onto the
-        intervals of ``degraded`` under ``table``; ``restored`` unchanged when ``gated`` and the gate (see the class)
-        refuses. ``input_coef``: the input's block DCT when the caller has it already."""
+        """Luma projection of one (3,H,W) ``restored`` onto the intervals of ``degraded`` under ``table``;
+        ``restored`` unchanged when ``gated`` and the gate (see the class) refuses. ``input_coef``: the input's block
+        DCT when the caller has it already."""
         y_out = luma_levels(restored)
         c_in = block_dct(luma_levels(degraded)) if input_coef is None else input_coef
         c_out = block_dct(y_out)
         if gated and not self.passes(self.gate_statistics(c_in, c_out, table)):
             return restored
-        if self.refiner is not None:
-            restored = self.refiner(degraded[None], restored[None], table.double().mean()[None])[0].clamp(0.0, 1.0)
-            y_out = luma_levels(restored)
-            c_out = block_dct(y_out)
         step = table.to(c_in)
         centre = interval_centres(c_in, step)
         projected = torch.where(step > 0, torch.minimum(torch.maximum(c_out, centre - step / 2), centre + step / 2),

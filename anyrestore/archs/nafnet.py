@@ -190,10 +190,6 @@ class NAFNet(nn.Module):
             all the whole-image stages: when the input is a JPEG whose only damage was the compression, the U-Net
             output's luma is clamped back into the quantisation intervals of the input's DCT coefficients (the
             default model's guard against wiping texture JPEG kept).
-        jpeg_refiner: give the JPEG projection a trained :class:`~anyrestore.archs.jpeg_refiner.JpegRefiner`
-            (keys ``jpeg_projection.refiner.*``; needs ``jpeg_projection``): the images the projection passes are
-            refined by a small JPEG specialist before they are projected (an option, not in the shipped preset:
-            session 23's probe of it is in anyrestore/weights/README.md).
         jpeg_expert: add a :class:`~anyrestore.archs.jpeg_expert.JpegExpert` (keys ``jpeg_expert.*``; needs
             ``jpeg_projection``): the U-Net's shallow layers fine-tuned on JPEG alone, which restore the images
             whose only damage the projection's gate finds to be JPEG in place of the base U-Net
@@ -224,14 +220,11 @@ class NAFNet(nn.Module):
         chroma_denoise: bool = False,
         coarse_pass: bool = False,
         jpeg_projection: bool = False,
-        jpeg_refiner: bool = False,
         jpeg_expert: bool = False,
     ) -> None:
         super().__init__()
         if photo_min_side < 1:
             raise ValueError(f"photo_min_side must be a positive number of pixels, got {photo_min_side}")
-        if jpeg_refiner and not jpeg_projection:
-            raise ValueError("jpeg_refiner needs jpeg_projection: the refiner runs inside the projection stage")
         if jpeg_expert and not jpeg_projection:
             raise ValueError("jpeg_expert needs jpeg_projection: the projection's gate decides where the expert runs")
         if len(enc_blocks) != len(dec_blocks):
@@ -255,7 +248,7 @@ class NAFNet(nn.Module):
             self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
             c //= 2
             self.decoders.append(_stage(c, n, ln_eps))
-        self.jpeg_projection = JpegProjection(refiner=jpeg_refiner) if jpeg_projection else None
+        self.jpeg_projection = JpegProjection() if jpeg_projection else None
         self.jpeg_expert = JpegExpert(in_channels=in_channels, width=width, enc_blocks=enc_blocks,
                                       dec_blocks=dec_blocks, ln_eps=ln_eps) if jpeg_expert else None
         self.coarse_pass = CoarsePass() if coarse_pass else None
