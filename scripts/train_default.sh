@@ -19,12 +19,14 @@
 #  14. JPEG projection        scripts/train_global_stage.py jpeg_projection (no weights: switched on, seconds)
 #  15. whole-photo exposure   scripts/train_global_stage.py photo_tone_curve (a second exposure curve, used on
 #                             images whose shorter side is at least 640 px, allowed to brighten more; ~8 min)
-#  16. quality reports of stages 3-15: benchmarks/default_model.py on the held-out photos
+#  16. JPEG expert           scripts/train_jpeg_expert.py (the U-Net's shallow layers fine-tuned on JPEG alone; the
+#                             projection's gate routes JPEG-only inputs to it; ~50 min)
+#  17. quality reports of stages 3-16: benchmarks/default_model.py on the held-out photos
 # On a quiet 2-core CPU stages 1-6 take about 2 h 45 min and stages 8-11 about 82 min (per-stage times in
 # anyrestore/weights/README.md).
 # Stage 7 needs a GPU (about 21 minutes on one H100; about 14 hours on 2 CPU cores): STAGE7=auto (the default) runs
-# it only when CUDA is available, STAGE7=1 always, STAGE7=0 never. Stages 8-15 run on the last U-Net (stage 7's,
-# else stage 6's). The shipped weights are stage 15's on stage 7.
+# it only when CUDA is available, STAGE7=1 always, STAGE7=0 never. Stages 8-16 run on the last U-Net (stage 7's,
+# else stage 6's). The shipped weights are stage 16's on stage 7.
 # Iterations can be scaled for the machine at hand:
 #   PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... LONG_ITERS=... BALANCED_ITERS=... POLISH_ITERS=... \
 #   bash scripts/train_default.sh
@@ -113,8 +115,14 @@ fi
   --weights "$RUNS/default-jpeg-projection/model.safetensors" -o "$RUNS/default-photo-exposure/model.safetensors" \
   --scene-gamma 1.0 1.8 --scene-scale 0.92 1.0 --dark-window-share 0.05 --dark-share 0.45 --scene-share 0.3 \
   --run default-photo-exposure --release 17 --cache "$RUNS/default-photo-exposure/training_set.pt"
+resume_expert=()
+[ -f "$RUNS/default-jpeg-expert/model.resume.pt" ] && resume_expert=(--resume)
+[ -f "$RUNS/default-jpeg-expert/model.safetensors" ] || python scripts/train_jpeg_expert.py \
+  --weights "$RUNS/default-photo-exposure/model.safetensors" -o "$RUNS/default-jpeg-expert/model.safetensors" \
+  --release 18 "${resume_expert[@]}"
 stages="$stages tone-curve sharpen motion-deblur chroma-denoise coarse-pass exposure jpeg-projection photo-exposure"
-last=photo-exposure
+stages="$stages jpeg-expert"
+last=jpeg-expert
 
 for stage in $stages; do
   python benchmarks/default_model.py --model "$RUNS/default-$stage/model.safetensors" \

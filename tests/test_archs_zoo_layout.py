@@ -33,7 +33,8 @@ def test_parameter_and_key_counts(name, params, keys):
 
 def test_nafnet_default_is_compact():
     model = meta_model("nafnet-default")
-    assert 3_500_000 <= n_params(model) <= 5_000_000
+    assert 3_500_000 <= n_params(model) - n_params(model.jpeg_expert) <= 5_000_000  # the all-in-one U-Net
+    assert n_params(model) <= 8_000_000  # with the JPEG expert: the budget
     assert get_preset("nafnet-default").meta.pad_multiple == 16
 
 

@@ -392,13 +392,14 @@ register_preset("nafnet-maskdcpt", "nafnet",
                 description="NAFNet w64 as released by MaskDCPT (LN eps 1e-5, reflect pad)",
                 pad_multiple=16, width=64, ln_eps=1e-5, pad_mode="reflect", **_GOPRO)
 register_preset("nafnet-default", "nafnet", default=True,
-                description="compact NAFNet (4.45 M) + whole-image JPEG projection, coarse haze pass, colour-noise "
-                            "smoothing, motion deblurring, Gaussian deconvolution and exposure curves (one for crops, "
-                            "one for whole photos): the shipped all-in-one default model (weights bundled)",
+                description="compact NAFNet (4.45 M) with a JPEG expert (1.30 M) + whole-image JPEG projection, "
+                            "coarse haze pass, colour-noise smoothing, motion deblurring, Gaussian deconvolution and "
+                            "exposure curves (one for crops, one for whole photos): the shipped all-in-one default "
+                            "model (weights bundled)",
                 pad_multiple=16, input_levels=255, width=24, enc_blocks=(1, 1, 2, 4), middle_blocks=2,
                 dec_blocks=(1, 1, 1, 1), pad_mode="reflect", sharpen=True, sharpen_mode="wiener", tone_curve=True,
                 photo_tone_curve=True, photo_min_side=640, motion_deblur=True, chroma_denoise=True,
-                coarse_pass=True, jpeg_projection=True)
+                coarse_pass=True, jpeg_projection=True, jpeg_expert=True)
 register_preset("nafnet-tiny", "nafnet", description="tiny NAFNet for tests and smoke runs",
                 pad_multiple=16, width=8, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1))
 
