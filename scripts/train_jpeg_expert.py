@@ -185,11 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     optim = torch.optim.Adam(expert.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(args.seed)
     checkpoint = args.out.with_suffix(".resume.pt")
+    options = {"weights_sha256": previous.checkpoint_info["sha256"], "steps": args.steps, "batch": args.batch,
+               "side": args.side, "lr": args.lr, "seed": args.seed, "photos": sorted(map(str, args.photos))}
     first = 1
     if args.resume:
         if not checkpoint.is_file():
             raise SystemExit(f"train_jpeg_expert: --resume, but there is no checkpoint {checkpoint}")
         state = torch.load(checkpoint, weights_only=True)
+        if state.get("options") != options:
+            changed = sorted(k for k in options if state.get("options", {}).get(k) != options[k])
+            raise SystemExit(f"train_jpeg_expert: {checkpoint} was made with other options ({', '.join(changed)}); "
+                             f"resume with the same ones or delete it")
         expert.load_state_dict(state["expert"])
         optim.load_state_dict(state["optim"])
         generator.set_state(state["generator"])
@@ -213,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({time.time() - started:.0f} s)", flush=True)
             buffer = io.BytesIO()
             torch.save({"step": step, "expert": expert.state_dict(), "optim": optim.state_dict(),
-                        "generator": generator.get_state()}, buffer)
+                        "generator": generator.get_state(), "options": options}, buffer)
             atomic_write_bytes(checkpoint, buffer.getvalue())
 
     model.eval().requires_grad_(False)

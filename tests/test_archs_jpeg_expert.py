@@ -167,6 +167,8 @@ def test_the_training_script_trains_only_the_expert_and_resumes_to_the_same_weig
         script.main([*options, "-o", str(broken)])
     monkeypatch.setattr(script, "psnr_loss", real_loss)
     assert broken.with_suffix(".resume.pt").is_file() and not broken.exists()
+    with pytest.raises(SystemExit, match=r"made with other options \(lr, steps\)"):
+        script.main([*options, "-o", str(broken), "--resume", "--steps", "6", "--lr", "1e-3"])
     assert script.main([*options, "-o", str(broken), "--resume"]) == 0
     resumed = load_model(broken)
     for key, value in after.state_dict().items():
