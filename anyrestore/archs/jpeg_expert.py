@@ -17,7 +17,7 @@ chosen network restores the whole image, and the whole-image stages, the project
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -51,5 +51,17 @@ class JpegExpert(nn.Module):
     @torch.no_grad()
     def init_from(self, base: nn.Module) -> None:
         """Copy the base U-Net's weights of the same names: the starting point of the fine-tuning."""
-        own = self.state_dict()
-        self.load_state_dict({key: base.state_dict()[key] for key in own})
+        weights = base.state_dict()
+        self.load_state_dict({key: weights[key] for key in self.state_dict()})
+
+
+def by_route(route: torch.Tensor | None, expert: Callable[[], torch.Tensor],
+             base: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The batch restored by ``expert()`` where ``route`` (per image) is True and by ``base()`` elsewhere; each
+    runs only when some image needs it. ``route`` None: the model has no expert."""
+    if route is None or not bool(route.any()):
+        return base()
+    if bool(route.all()):
+        return expert()
+    out = expert()
+    return torch.where(route.to(out.device)[:, None, None, None], out, base())

@@ -19,7 +19,7 @@ from torch import nn
 from anyrestore.archs.blocks import LayerNorm2d, SimpleGate, pad_to_multiple, rename_keys
 from anyrestore.archs.chroma_denoise import ChromaDenoise
 from anyrestore.archs.coarse_pass import CoarsePass
-from anyrestore.archs.jpeg_expert import JpegExpert
+from anyrestore.archs.jpeg_expert import JpegExpert, by_route
 from anyrestore.archs.jpeg_projection import JpegProjection, block_dct, luma_levels
 from anyrestore.archs.fastpaths import FAST_BY_DEFAULT
 from anyrestore.archs.registry import CheckpointFamily, ModelMeta, register_arch, register_family, register_preset
@@ -338,13 +338,7 @@ class NAFNet(nn.Module):
         return mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = self.expert_route(x)
-        if mask is None or not bool(mask.any()):
-            y = self.forward_local(x)
-        elif bool(mask.all()):
-            y = self.forward_expert(x)
-        else:
-            y = torch.where(mask.to(x.device)[:, None, None, None], self.forward_expert(x), self.forward_local(x))
+        y = by_route(self.expert_route(x), lambda: self.forward_expert(x), lambda: self.forward_local(x))
         stage = self.global_stage
         return y if stage is None else stage(x, y)
 

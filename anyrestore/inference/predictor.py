@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from anyrestore.archs.fastpaths import copy_model_attrs, optimize_model, set_device_fast_paths
+from anyrestore.archs.jpeg_expert import by_route
 from anyrestore.archs.registry import model_meta
 from anyrestore.errors import AnyRestoreError, ConfigError
 from anyrestore.inference.tiling import BLENDS, fitted_tile, is_out_of_memory, pad_to_multiple, tiled_apply
@@ -157,6 +158,7 @@ class Predictor:
         # An expert (the default model's JPEG expert) restores the images its model's route picks in place of the
         # model; like the whole-image stages it belongs to the full model, not to --local-only.
         self.expert: nn.Module | None = None
+        self.expert_route: Callable[[torch.Tensor], torch.Tensor] | None = None
         if global_stage and getattr(model, "jpeg_expert", None) is not None:
             self.expert = optimize_model(_TiledPart(model, "forward_expert"), **{**self.options, "fast": None})
             self.expert_route = model.expert_route
@@ -191,14 +193,9 @@ class Predictor:
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         h, w = batch.shape[-2:]
         x = pad_to_multiple(self.meta.normalize(self.meta.quantize(batch.cpu())), self.multiple)
-        route = None if self.expert is None else self.expert_route(x[..., :h, :w].to(self.device)).cpu()
-        if route is None or not bool(route.any()):
-            y = self._local_pass(x, self.model, h, w)
-        elif bool(route.all()):
-            y = self._local_pass(x, self.expert, h, w)
-        else:
-            expert = self._local_pass(x, self.expert, h, w)
-            y = torch.where(route.to(expert.device)[:, None, None, None], expert, self._local_pass(x, self.model, h, w))
+        route = None if self.expert_route is None else self.expert_route(x[..., :h, :w].to(self.device)).cpu()
+        y = by_route(route, lambda: self._local_pass(x, self.expert, h, w),
+                     lambda: self._local_pass(x, self.model, h, w))
         if route is not None:
             self.last_run["expert"] = route.tolist()
         return self._finish(y, x, h, w)
@@ -262,13 +259,9 @@ class Predictor:
         with ctx:
             return model(x)
 
-    def _crop(self, y: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """A local pass's output cropped back to the image (a super-resolution model's scaled), in fp32."""
-        scale = y.shape[-1] // (w + (-w) % self.multiple)
-        return y[..., : h * scale, : w * scale].float()
-
     def _finish(self, y: torch.Tensor, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        y = self._crop(y, h, w)
+        scale = y.shape[-1] // (w + (-w) % self.multiple)
+        y = y[..., : h * scale, : w * scale].float()
         if self.global_stage is not None:
             y = self.global_stage(x[..., :h, :w].to(y.device), y)
         return self.meta.denormalize(y)
