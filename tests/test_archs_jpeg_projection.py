@@ -13,6 +13,7 @@ from _cli_testutil import switch_on_weightless_stage
 from anyrestore.archs import build_model
 from anyrestore.archs.jpeg_projection import (JpegProjection, block_dct, block_idct, estimate_luma_table,
                                               ijg_luma_table, luma_levels, matching_ijg_qualities)
+from anyrestore.degradations.blur import gaussian_blur
 from anyrestore.degradations.jpeg import jpeg_uint8
 from anyrestore.degradations.noise import gaussian_noise
 
@@ -132,6 +133,17 @@ def test_gate_refuses_noise_kept_by_jpeg_and_moved_block_means():
                                   stage.table_for(degraded))
     assert stats["flat_blocks"] >= stage.min_flat_blocks
     assert stats["moved_dc"] <= stage.max_moved_dc and stats["moved_ac"] <= stage.max_moved_ac
+
+
+def test_a_smooth_small_jpeg_is_named_by_fewer_standard_steps():
+    """A 128² patch blurred at σ6 and saved at q30 leaves only five of the first 15 frequencies measurable: they
+    match IJG q30 exactly, which names the whole table; six are still needed for a table that is no IJG one."""
+    smooth = gaussian_blur(_photo()[None].float(), sigma=6.0)[0].double()[:, :128, :128]
+    degraded = _jpeg(smooth, 30)
+    assert int((estimate_luma_table(block_dct(luma_levels(degraded)), frequencies=15) > 0).sum()) == 5
+    assert torch.equal(JpegProjection().table_for(degraded), ijg_luma_table(30))
+    assert JpegProjection(min_known_standard=6).table_for(degraded) is None
+    assert JpegProjection().table_for((smooth * 255).round() / 255) is None  # the same patch never compressed
 
 
 def test_small_or_grey_inputs_pass_through():

@@ -10,7 +10,8 @@ import torch
 
 from _cli_testutil import load_script
 from anyrestore.archs import build_model
-from anyrestore.archs.motion_deblur import (BLOCKY, KEEP_LOGIT, LAMBDAS, MIN_SIDE, GlobalMotionDeblur, blockiness,
+from anyrestore.archs.motion_deblur import (BLOCKY, KEEP_LOGIT, LAMBDAS, MIN_INPUT_DEPTH, MIN_SIDE,
+                                            GlobalMotionDeblur, blockiness, dip_depth_at,
                                             filter_mirrored, line_kernels, motion_features, on_jpeg_grid,
                                             wiener_deconvolve, wiener_gain)
 from anyrestore.degradations.blur import motion_blur, motion_kernel
@@ -136,6 +137,29 @@ def test_the_stage_leaves_a_blocky_input_alone_when_its_dip_is_on_the_jpeg_latti
         head.mlp[-1].bias.copy_(torch.tensor([-10.0, -10.0, 10.0, -10.0]))  # the head is sure: deconvolve
     out = head(degraded, degraded)
     assert torch.equal(out, degraded) == kept
+
+
+def test_the_blur_dip_shows_in_the_blurred_input_and_not_in_a_sharp_one(photo):
+    blurred = _blur(photo, 15, 30)
+    dx, dy = motion_features(blurred)[0, :2]
+    depth = lambda image, sx, sy: float(dip_depth_at(image, sx[None], sy[None])[0])  # noqa: E731
+    assert depth(blurred, dx, dy) > 2 * MIN_INPUT_DEPTH
+    assert depth(blurred, -dx, -dy) == pytest.approx(depth(blurred, dx, dy))  # the cepstrum is even
+    assert depth(photo[None], dx, dy) < MIN_INPUT_DEPTH
+
+
+@pytest.mark.parametrize("input_blurred", [True, False])
+def test_the_stage_deconvolves_only_a_blur_the_input_shows(photo, input_blurred):
+    """The restored image has a 15-px blur; the input must show it too, else the dip is the restorer's own (the
+    JPEG expert left one in a patch of sky) and the image is left as it is."""
+    blurred = _blur(photo, 15, 30)
+    degraded = blurred if input_blurred else photo[None]
+    head = GlobalMotionDeblur()
+    with torch.no_grad():
+        head.mlp[-1].bias.copy_(torch.tensor([-10.0, -10.0, 10.0, -10.0]))  # the head is sure: deconvolve
+    shares = head.estimate(degraded, blurred)[0]
+    assert (float(shares.detach().sum()) > 0.9) == input_blurred
+    assert torch.equal(head(degraded, blurred), blurred) != input_blurred
 
 
 def test_nafnet_runs_the_motion_stage_first_under_its_own_keys(photo):

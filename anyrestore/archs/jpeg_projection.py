@@ -164,27 +164,33 @@ class JpegProjection(nn.Module):
     """
 
     def __init__(self, *, min_flat_blocks: float = 0.02, max_moved_dc: float = 0.6, max_moved_ac: float = 0.6,
-                 min_known: int = 6) -> None:
+                 min_known: int = 6, min_known_standard: int = 4) -> None:
         super().__init__()
         self.min_flat_blocks = min_flat_blocks
         self.max_moved_dc = max_moved_dc
         self.max_moved_ac = max_moved_ac
         self.min_known = min_known
+        self.min_known_standard = min(min_known_standard, min_known)
 
     def table_for(self, degraded: torch.Tensor) -> torch.Tensor | None:
         """The luma table to project with for one (3,H,W) input, or None when it does not look like a JPEG. The
         first 15 zig-zag frequencies usually name the IJG quality, whose whole table is then used (the largest
-        step of the qualities that tie, so that no interval is too narrow); other tables are estimated in full."""
+        step of the qualities that tie, so that no interval is too narrow); ``min_known_standard`` of them that agree
+        with a standard table are enough (a small smooth image, a 256² patch of sky, has only 4-5 measurable ones).
+        Other tables need ``min_known`` and are estimated in full."""
         return self.table_from(block_dct(luma_levels(degraded)))
 
     def table_from(self, coef: torch.Tensor) -> torch.Tensor | None:
         """:meth:`table_for` from the input's block DCT (nh, nw, 8, 8)."""
         table = estimate_luma_table(coef, frequencies=15)
-        if int((table > 0).sum()) < self.min_known:
+        known = int((table > 0).sum())
+        if known < self.min_known_standard:
             return None
-        qualities = matching_ijg_qualities(table)
+        qualities = matching_ijg_qualities(table, min_known=self.min_known_standard)
         if qualities:
             return torch.stack([ijg_luma_table(q) for q in qualities]).amax(0)
+        if known < self.min_known:
+            return None
         table = estimate_luma_table(coef)
         return table if int((table > 0).sum()) >= self.min_known else None
 

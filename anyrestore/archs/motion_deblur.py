@@ -20,6 +20,10 @@ One rule is not learnt: JPEG's 8×8 block edges also put cepstral dips on the la
 visibly blocky (:func:`on_jpeg_grid`) is left alone, whatever the head says. A real blur whose dip falls there in a
 JPEG goes undeblurred (the U-Net's output is kept): a lost gain, where the deconvolution of a false dip cost up to
 9 dB.
+
+A second rule checks the input: the blur is in the degraded image, so its dip must show there too, at least
+``MIN_INPUT_DEPTH`` robust standard deviations deep (:func:`dip_depth_at`). A restorer can leave a dip of its own in
+a smooth image (the JPEG expert's output of a 256² patch of sky had one at 32 px), and deconvolving it cost 14-16 dB.
 """
 from __future__ import annotations
 
@@ -46,6 +50,9 @@ WIENER_CHUNK = 8  # wiener_deconvolve filters this many images at a time (see th
 JPEG_GRID = 8  # JPEG's block size: its block edges put cepstral dips on the lines x or y = ±8, ±16, ...
 GRID_TOLERANCE = 0.5  # pixels from such a line
 BLOCKY = 0.3  # log ratio of the strongest 8-periodic edge phase to the mean, in both directions: visibly blocky
+MIN_INPUT_DEPTH = 4.0  # the found dip in the input's own cepstrum, on the held-out photos' 256² crops: 2.2-3.0 for
+# the false dips seen; 8-90 for real blurs (alone, then JPEG q30-60, or with σ5 noise) that a deconvolution helped by
+# more than 0.5 dB. The price seen: one crop with σ15 noise on its blur (depth 2.6) loses a 0.31 dB gain
 MIN_SIDE = MAX_SIDE  # smaller images are left as they are: fewer blocks than in training make dips look deeper
 _LOG_EPS = 1e-10
 
@@ -71,6 +78,20 @@ def _parabola_offset(minus: torch.Tensor, centre: torch.Tensor, plus: torch.Tens
     return torch.where(curvature > 0, 0.5 * (minus - plus) / curvature.clamp_min(1e-12), torch.zeros_like(centre))
 
 
+def ring_cepstrum(grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B,1,H,W) -> the centred power cepstrum (B, BLOCK, BLOCK), the mask of the offsets from R_MIN to R_MAX
+    (BLOCK, BLOCK), and the median and robust standard deviation (B,) of the cepstrum on that ring."""
+    cep = torch.fft.fftshift(torch.fft.ifft2(log_power_spectrum(grey)).real, dim=(-2, -1))
+    r = torch.arange(BLOCK, dtype=torch.float64, device=cep.device) - BLOCK // 2
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    radius = (xx**2 + yy**2).sqrt()
+    ring = (radius >= R_MIN) & (radius <= R_MAX)
+    values = cep[:, ring]  # (B, n)
+    median = values.median(dim=1).values
+    spread = (values - median[:, None]).abs().median(dim=1).values.clamp_min(1e-12) * 1.4826
+    return cep, ring, median, spread
+
+
 def motion_features(image: torch.Tensor) -> torch.Tensor:
     """(B,3,H,W) in [0,1] -> (B, 2 + N_HEAD_FEATURES): the cepstral estimate of a linear blur as the offset
     ``(dx, dy)`` in pixels (x right, y down), then the head's inputs: log length, log1p of the peak's depth, of
@@ -79,15 +100,8 @@ def motion_features(image: torch.Tensor) -> torch.Tensor:
     x = centre_crop_at_most(image.float(), MAX_SIDE)
     grey = x.mean(dim=1, keepdim=True)
     b = len(grey)
-    cep = torch.fft.fftshift(torch.fft.ifft2(log_power_spectrum(grey)).real, dim=(-2, -1))  # (B, BLOCK, BLOCK)
+    cep, ring, median, spread = ring_cepstrum(grey)
     o = BLOCK // 2
-    r = torch.arange(BLOCK, dtype=torch.float64, device=cep.device) - o
-    yy, xx = torch.meshgrid(r, r, indexing="ij")
-    radius = (xx**2 + yy**2).sqrt()
-    ring = (radius >= R_MIN) & (radius <= R_MAX)
-    values = cep[:, ring]  # (B, n)
-    median = values.median(dim=1).values
-    spread = (values - median[:, None]).abs().median(dim=1).values.clamp_min(1e-12) * 1.4826
     masked = torch.where(ring, cep, torch.full_like(cep, math.inf)).flatten(1)
     index = masked.argmin(dim=1)
     iy, ix = index // BLOCK, index % BLOCK
@@ -135,6 +149,20 @@ def blockiness(image: torch.Tensor) -> torch.Tensor:
         phases = steps[:, :n].reshape(len(steps), -1, JPEG_GRID).mean(dim=1)
         values.append((phases.max(dim=1).values + 1e-5).log() - (phases.mean(dim=1) + 1e-5).log())
     return torch.minimum(*values)
+
+
+def dip_depth_at(image: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """(B,3,H,W) and offsets (B,) -> (B,) how deep ``image``'s own cepstrum dips at ``(dx, dy)`` (its lowest value
+    on the 3x3 offsets around the rounded one), in robust standard deviations below the ring's median; measured
+    like :func:`motion_features`, on the centred crop of at most MAX_SIDE."""
+    grey = centre_crop_at_most(image.float(), MAX_SIDE).mean(dim=1, keepdim=True)
+    cep, _, median, spread = ring_cepstrum(grey)
+    o = BLOCK // 2
+    iy = (torch.round(dy.double()).long() + o).clamp(1, BLOCK - 2).to(cep.device)
+    ix = (torch.round(dx.double()).long() + o).clamp(1, BLOCK - 2).to(cep.device)
+    batch = torch.arange(len(cep), device=cep.device)
+    around = torch.stack([cep[batch, iy + i, ix + j] for i in (-1, 0, 1) for j in (-1, 0, 1)], dim=1)
+    return ((median - around.amin(dim=1)) / spread).to(dx.device)
 
 
 def on_jpeg_grid(dx: torch.Tensor, dy: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
@@ -361,12 +389,16 @@ class GlobalMotionDeblur(nn.Module):
         return filter_mirrored(restored, line_kernels(dx, dy).to(restored.device), blended)[:, 0]
 
     def estimate(self, degraded: torch.Tensor, restored: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
-        """The shares, dx and dy :meth:`apply` takes (the shares zeroed on a JPEG lattice dip), or None for an
-        image too small to measure (it is left as it is)."""
+        """The shares, dx and dy :meth:`apply` takes (the shares zeroed on a JPEG lattice dip and where the input
+        shows no dip at the offset, see the module), or None for an image too small to measure (it is left as it
+        is)."""
         if min(restored.shape[-2:]) < MIN_SIDE:
             return None
         shares, dx, dy = self.from_features(motion_features(restored))
-        shares = torch.where(on_jpeg_grid(dx, dy, degraded)[:, None], torch.zeros_like(shares), shares)
+        refused = on_jpeg_grid(dx, dy, degraded)
+        if not _nothing_to_blend(shares):  # the input's cepstrum costs an FFT pair: only where a share is left
+            refused = refused | (dip_depth_at(degraded, dx, dy) < MIN_INPUT_DEPTH)
+        shares = torch.where(refused[:, None], torch.zeros_like(shares), shares)
         return shares, dx, dy
 
     def forward(self, degraded: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
