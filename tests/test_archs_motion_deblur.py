@@ -142,7 +142,10 @@ def test_the_stage_leaves_a_blocky_input_alone_when_its_dip_is_on_the_jpeg_latti
 def test_the_blur_dip_shows_in_the_blurred_input_and_not_in_a_sharp_one(photo):
     blurred = _blur(photo, 15, 30)
     dx, dy = motion_features(blurred)[0, :2]
-    depth = lambda image, sx, sy: float(dip_depth_at(image, sx[None], sy[None])[0])  # noqa: E731
+
+    def depth(image, sx, sy):
+        return float(dip_depth_at(image, sx[None], sy[None])[0])
+
     assert depth(blurred, dx, dy) > 2 * MIN_INPUT_DEPTH
     assert depth(blurred, -dx, -dy) == pytest.approx(depth(blurred, dx, dy))  # the cepstrum is even
     assert depth(photo[None], dx, dy) < MIN_INPUT_DEPTH
