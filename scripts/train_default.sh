@@ -119,7 +119,7 @@ resume_expert=()
 [ -f "$RUNS/default-jpeg-expert/model.resume.pt" ] && resume_expert=(--resume)
 [ -f "$RUNS/default-jpeg-expert/model.safetensors" ] || python scripts/train_jpeg_expert.py \
   --weights "$RUNS/default-photo-exposure/model.safetensors" -o "$RUNS/default-jpeg-expert/model.safetensors" \
-  --release 18 "${resume_expert[@]}"
+  --release 19 "${resume_expert[@]}"
 stages="$stages tone-curve sharpen motion-deblur chroma-denoise coarse-pass exposure jpeg-projection photo-exposure"
 stages="$stages jpeg-expert"
 last=jpeg-expert

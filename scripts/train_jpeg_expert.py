@@ -9,7 +9,10 @@ alone:
 - 96² windows of the training photos at full size (half of the draws) or downscaled to 0.75 or 0.5 (whole photos
   are usually seen downscaled), mirrored half of the time;
 - 10 % get Gaussian noise (sigma 1-8) and 10 % a Gaussian blur (sigma 0.5-2) before the compression: such mild
-  mixtures pass the gate too, so the expert must not hurt them;
+  mixtures pass the gate too, so the expert must not hurt them. The blurred window is their target
+  (``--blur-target blurred``, the default since the nineteenth release): the expert undoes the compression and
+  leaves the blur to the Gaussian deconvolution stage after it. With the sharp window as the target (``sharp``, the
+  eighteenth release) the expert learns to deblur, and a longer run steepened the edges of soft photos;
 - the quality is drawn from 15-45 60 % of the time, else from 10-95; the chroma subsampling is 4:2:0, 4:2:2 or
   4:4:4 (60 / 15 / 25 %), and 40 % of the windows are encoded with Pillow, the rest with OpenCV (two encoders:
   both are libjpeg, but their decoders upsample the chroma differently);
@@ -23,7 +26,7 @@ Everything else in the weights file stays byte for byte; the output keeps the in
 ``stage`` and the options::
 
     python scripts/train_jpeg_expert.py --weights anyrestore/weights/nafnet-default.safetensors \
-        -o expert.safetensors --release 18
+        -o expert.safetensors --release 19
 """
 from __future__ import annotations
 
@@ -84,9 +87,9 @@ def encode(rgb: np.ndarray, quality: int, subsampling: str, pillow: bool) -> np.
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
-def jpeg_window(copies: list[torch.Tensor], weights: torch.Tensor, side: int,
-                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """One seeded (JPEG window, clean window) pair, (3, side, side) in [0, 1]; see the module for the draws."""
+def jpeg_window(copies: list[torch.Tensor], weights: torch.Tensor, side: int, generator: torch.Generator,
+                blur_target: str = "blurred") -> tuple[torch.Tensor, torch.Tensor]:
+    """One seeded (JPEG window, target window) pair, (3, side, side) in [0, 1]; see the module for the draws."""
     photo = copies[int(torch.multinomial(weights, 1, generator=generator))]
     h, w = photo.shape[-2:]
     top = int(torch.randint(h - side + 1, (), generator=generator))
@@ -99,6 +102,8 @@ def jpeg_window(copies: list[torch.Tensor], weights: torch.Tensor, side: int,
         image = gaussian_noise(image, sigma=_uniform(generator, 1.0, 8.0), generator=generator).clamp(0, 1)
     elif kind < 0.20:
         image = gaussian_blur(image, sigma=_uniform(generator, 0.5, 2.0))
+        if blur_target == "blurred":
+            clean = image[0]
     low, high = (15, 46) if torch.rand((), generator=generator) < 0.6 else (10, 96)
     quality = int(torch.randint(low, high, (), generator=generator))
     subsampling = SUBSAMPLINGS[int(torch.multinomial(torch.tensor(SUBSAMPLING_WEIGHTS), 1, generator=generator))]
@@ -108,8 +113,9 @@ def jpeg_window(copies: list[torch.Tensor], weights: torch.Tensor, side: int,
     return torch.from_numpy(decoded.copy()).permute(2, 0, 1).float() / 255, clean
 
 
-def batch_of(copies, weights, side: int, size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    pairs = [jpeg_window(copies, weights, side, generator) for _ in range(size)]
+def batch_of(copies, weights, side: int, size: int, generator: torch.Generator,
+             blur_target: str = "blurred") -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = [jpeg_window(copies, weights, side, generator, blur_target) for _ in range(size)]
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
@@ -136,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", type=int, default=96, help="training window side in pixels")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--blur-target", choices=("blurred", "sharp"), default="blurred",
+                        help="target of the windows blurred before the compression: the blurred window (the expert "
+                             "leaves blur to the deconvolution stage) or the sharp one (the eighteenth release)")
     parser.add_argument("--run", default="default-jpeg-expert", help="the metadata `run` name of the output")
     parser.add_argument("--release", type=int, default=None, help="write this metadata `release` number")
     parser.add_argument("--every", type=int, default=1000, help="steps between validations and checkpoints")
@@ -173,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
     copies, weights = photo_pyramid(photo_paths(args.photos), args.side)
     val_x, val_clean = batch_of(copies, weights, args.side, VALIDATION_WINDOWS,
-                                torch.Generator().manual_seed(args.seed + 1000))
+                                torch.Generator().manual_seed(args.seed + 1000), args.blur_target)
     with torch.no_grad():
         base_db = torch.cat([image_db(model.forward_local(val_x[i:i + 25]).clamp(0, 1), val_clean[i:i + 25])
                              for i in range(0, VALIDATION_WINDOWS, 25)])
@@ -186,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     checkpoint = args.out.with_suffix(".resume.pt")
     options = {"weights_sha256": previous.checkpoint_info["sha256"], "steps": args.steps, "batch": args.batch,
-               "side": args.side, "lr": args.lr, "seed": args.seed, "photos": sorted(map(str, args.photos))}
+               "side": args.side, "lr": args.lr, "seed": args.seed, "photos": sorted(map(str, args.photos)),
+               "blur_target": args.blur_target}
     first = 1
     if args.resume:
         if not checkpoint.is_file():
@@ -205,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(first, args.steps + 1):
         for group in optim.param_groups:
             group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
-        degraded, clean = batch_of(copies, weights, args.side, args.batch, generator)
+        degraded, clean = batch_of(copies, weights, args.side, args.batch, generator, args.blur_target)
         loss = psnr_loss(model.forward_expert(degraded), clean)
         optim.zero_grad()
         loss.backward()
@@ -226,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, args.out, weights="ema", run=args.run, stage="jpeg_expert",
                stage_steps=str(args.steps), stage_batch=str(args.batch), stage_side=str(args.side),
-               stage_lr=str(args.lr), stage_seed=str(args.seed), previous_weights=args.weights.name,
+               stage_lr=str(args.lr), stage_seed=str(args.seed),
+               stage_blur_target=args.blur_target, previous_weights=args.weights.name,
                previous_sha256=previous.checkpoint_info["sha256"], **_release(args))
     checkpoint.unlink(missing_ok=True)
     print(f"wrote {args.out} ({time.time() - started:.0f} s)")

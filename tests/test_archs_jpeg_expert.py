@@ -198,3 +198,21 @@ def test_restore_cli_says_how_many_images_the_expert_restored(tmp_path, capsys):
     assert "note: 1 image(s) looked like JPEGs damaged by the compression alone" in capsys.readouterr().out
     assert cli.main(["restore", png_file, "-o", str(tmp_path / "png"), "--model", str(weights)]) == 0
     assert "JPEG expert" not in capsys.readouterr().out
+
+
+
+def test_a_window_blurred_before_the_compression_keeps_its_blur_as_the_target():
+    """The same seeded draws with either ``--blur-target``: the JPEG windows are equal, and only the blurred
+    windows' targets differ: with ``blurred`` they are smoother than the sharp crops ``sharp`` gives."""
+    script = load_script("scripts/train_jpeg_expert.py")
+    copies, weights = [torch.from_numpy(skdata.astronaut()).permute(2, 0, 1).contiguous()], torch.ones(1)
+    degraded, blurred = script.batch_of(copies, weights, 64, 40, torch.Generator().manual_seed(5), "blurred")
+    degraded_sharp, sharp = script.batch_of(copies, weights, 64, 40, torch.Generator().manual_seed(5), "sharp")
+    assert torch.equal(degraded, degraded_sharp)
+    differs = (blurred - sharp).flatten(1).abs().amax(1) > 0
+    assert 1 <= int(differs.sum()) <= 12  # about 10 % of the 40 windows are blurred before the compression
+
+    def roughness(windows):
+        return (windows[..., 1:] - windows[..., :-1]).abs().mean(dim=(1, 2, 3))
+
+    assert bool((roughness(blurred[differs]) < roughness(sharp[differs])).all())
