@@ -23,10 +23,14 @@ A fixed validation set (300 windows drawn the same way under another seed) repor
 ``--every`` steps (1,000), when a checkpoint (expert weights, optimizer and generator state) is also written
 atomically next to the output; ``--resume`` continues from it, to the same result as a run without a break.
 Everything else in the weights file stays byte for byte; the output keeps the input's metadata and adds ``run``,
-``stage`` and the options::
+``stage`` and the options. The input is the seventeenth release (stage 15's output; the shipped file already has
+an expert and is refused)::
 
-    python scripts/train_jpeg_expert.py --weights anyrestore/weights/nafnet-default.safetensors \
+    python scripts/train_jpeg_expert.py --weights runs/default-photo-exposure/model.safetensors \
         -o expert.safetensors --release 19
+
+``--expert-levels 4`` gives the expert the deepest encoder level too (2.36 M parameters instead of 1.30 M; the
+middle blocks stay shared).
 """
 from __future__ import annotations
 
@@ -145,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blur-target", choices=("blurred", "sharp"), default="blurred",
                         help="target of the windows blurred before the compression: the blurred window (the expert "
                              "leaves blur to the deconvolution stage) or the sharp one (the eighteenth release)")
+    parser.add_argument("--expert-levels", type=int, default=None,
+                        help="encoder levels the expert owns, from the shallowest (default: all but the deepest, "
+                             "3 of the default model's 4; 4 adds the deepest level's 1.06 M parameters)")
     parser.add_argument("--run", default="default-jpeg-expert", help="the metadata `run` name of the output")
     parser.add_argument("--release", type=int, default=None, help="write this metadata `release` number")
     parser.add_argument("--every", type=int, default=1000, help="steps between validations and checkpoints")
@@ -171,7 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     if kwargs.get("jpeg_expert"):
         raise SystemExit(f"train_jpeg_expert: {args.weights} already has a JPEG expert")
     kwargs["jpeg_expert"] = True
-    model = build_arch(previous.arch_name, previous.meta, **kwargs)
+    if args.expert_levels is not None:
+        kwargs["jpeg_expert_levels"] = args.expert_levels
+    try:
+        model = build_arch(previous.arch_name, previous.meta, **kwargs)
+    except ValueError as exc:
+        raise SystemExit(f"train_jpeg_expert: {exc}") from exc
     missing, unexpected = model.load_state_dict(previous.state_dict(), strict=False)
     if unexpected or not missing or any(not k.startswith("jpeg_expert.") for k in missing):
         raise SystemExit(f"train_jpeg_expert: {args.weights} is not a model of this architecture")
@@ -197,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     options = {"weights_sha256": previous.checkpoint_info["sha256"], "steps": args.steps, "batch": args.batch,
                "side": args.side, "lr": args.lr, "seed": args.seed, "photos": sorted(map(str, args.photos)),
                "blur_target": args.blur_target}
+    if args.expert_levels is not None:  # absent from the checkpoints of runs made before the option
+        options["expert_levels"] = args.expert_levels
     first = 1
     if args.resume:
         if not checkpoint.is_file():

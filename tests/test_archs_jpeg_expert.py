@@ -52,10 +52,29 @@ def test_the_expert_holds_the_shallow_layers_and_starts_as_the_unet():
         assert torch.equal(model.forward_expert(x), model.forward_local(x))
 
 
+def test_encoder_levels_choose_how_deep_the_expert_reaches():
+    for levels in (4, 3, 1):
+        model = randomize_parameters(build_model("nafnet-tiny", jpeg_projection=True, jpeg_expert=True,
+                                                 jpeg_expert_levels=levels), seed=levels, scale=0.1).eval()
+        owned = {k.split(".")[2] for k in model.state_dict() if k.startswith("jpeg_expert.encoders.")}
+        assert owned == {str(level) for level in range(levels)}
+        x = torch.rand(1, 3, 32, 48)
+        with torch.no_grad():
+            model.jpeg_expert.init_from(model)
+            before = model.forward_expert(x)
+            for level in range(4):  # only the base's levels the expert does not own run inside its forward
+                model.encoders[level].apply(lambda m: m.weight.add_(0.5) if isinstance(m, torch.nn.Conv2d) else None)
+            assert torch.equal(model.forward_expert(x), before) == (levels == 4)
+    with pytest.raises(ValueError, match="encoder_levels must be 0-4"):
+        build_model("nafnet-tiny", jpeg_projection=True, jpeg_expert=True, jpeg_expert_levels=5)
+
+
 def test_the_default_preset_gets_1_3_m_expert_parameters():
     model = build_model("nafnet-default", jpeg_expert=True)
     expert = sum(p.numel() for p in model.jpeg_expert.parameters())
     assert expert == 1_297_899
+    deep = build_model("nafnet-default", jpeg_projection=True, jpeg_expert=True, jpeg_expert_levels=4)
+    assert sum(p.numel() for p in deep.jpeg_expert.parameters()) == expert + 1_057_536  # + encoders.3
     assert sum(p.numel() for p in model.parameters()) == 4_467_637 + expert  # under the 8 M budget
     with pytest.raises(RuntimeError, match="no JPEG expert"):
         build_model("nafnet-tiny").forward_expert(torch.rand(1, 3, 16, 16))
@@ -181,6 +200,18 @@ def test_the_training_script_trains_only_the_expert_and_resumes_to_the_same_weig
         script.main([*options, "-o", str(tmp_path / "again.safetensors"), "--weights", str(plain)])
     with pytest.raises(SystemExit, match="no checkpoint"):
         script.main([*options, "-o", str(tmp_path / "fresh.safetensors"), "--resume"])
+
+    deep = tmp_path / "deep.safetensors"
+    with pytest.raises(SystemExit, match="encoder_levels must be 0-4"):
+        script.main([*options, "-o", str(deep), "--expert-levels", "5"])
+    assert script.main([*options, "-o", str(deep), "--expert-levels", "4", "--steps", "2"]) == 0
+    deep_model = load_model(deep)  # rebuilt from the recorded arch_kwargs
+    assert deep_model.arch_kwargs["jpeg_expert_levels"] == 4
+    for key, value in before.state_dict().items():  # the base stays
+        assert torch.equal(deep_model.state_dict()[key], value), key
+    deepest = [key for key in before.state_dict() if key.startswith("encoders.3.") and key.endswith(".weight")]
+    assert deepest and all(not torch.equal(deep_model.state_dict()[f"jpeg_expert.{key}"], before.state_dict()[key])
+                           for key in deepest)  # the expert's own copy of the deepest level was trained
 
 
 def test_restore_cli_says_how_many_images_the_expert_restored(tmp_path, capsys):

@@ -26,19 +26,28 @@ from torch import nn
 class JpegExpert(nn.Module):
     """The shallow layers of a :class:`~anyrestore.archs.nafnet.NAFNet` with the same shapes, under the same names
     (``intro``, ``encoders`` without the deepest level, ``downs``, ``ups``, ``decoders``, ``ending``), so that a
-    base's state dict initialises it (:meth:`init_from`). The NAFNet runs it (``NAFNet.forward_expert``)."""
+    base's state dict initialises it (:meth:`init_from`). The NAFNet runs it (``NAFNet.forward_expert``).
+
+    ``encoder_levels``: how many encoder levels, from the shallowest, the expert owns (default all but the deepest;
+    the base's run in its place for the others)."""
 
     def __init__(self, *, in_channels: int, width: int, enc_blocks: Sequence[int], dec_blocks: Sequence[int],
-                 ln_eps: float) -> None:
+                 ln_eps: float, encoder_levels: int | None = None) -> None:
         super().__init__()
         from anyrestore.archs.nafnet import _stage  # the NAFNet module imports this one
+
+        if encoder_levels is None:
+            encoder_levels = len(enc_blocks) - 1
+        if not 0 <= encoder_levels <= len(enc_blocks):
+            raise ValueError(f"encoder_levels must be 0-{len(enc_blocks)} (the U-Net's encoder levels), "
+                             f"got {encoder_levels}")
 
         self.intro = nn.Conv2d(in_channels, width, 3, padding=1)
         self.ending = nn.Conv2d(width, in_channels, 3, padding=1)
         self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
         c = width
         for level, n in enumerate(enc_blocks):
-            if level < len(enc_blocks) - 1:
+            if level < encoder_levels:
                 self.encoders.append(_stage(c, n, ln_eps))
             self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
             c *= 2

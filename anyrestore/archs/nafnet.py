@@ -194,6 +194,8 @@ class NAFNet(nn.Module):
             ``jpeg_projection``): the U-Net's shallow layers fine-tuned on JPEG alone, which restore the images
             whose only damage the projection's gate finds to be JPEG in place of the base U-Net
             (:meth:`expert_route`, :meth:`forward_expert`).
+        jpeg_expert_levels: encoder levels the expert owns, from the shallowest (default None: all but the
+            deepest; the base's deeper levels and middle blocks are shared).
 
     MaskDCPT hook points (``MASK_POINTS``) are module names: forward hooks on them re-mask features; with no hook
     installed the network is the plain one.
@@ -221,6 +223,7 @@ class NAFNet(nn.Module):
         coarse_pass: bool = False,
         jpeg_projection: bool = False,
         jpeg_expert: bool = False,
+        jpeg_expert_levels: int | None = None,
     ) -> None:
         super().__init__()
         if photo_min_side < 1:
@@ -250,7 +253,8 @@ class NAFNet(nn.Module):
             self.decoders.append(_stage(c, n, ln_eps))
         self.jpeg_projection = JpegProjection() if jpeg_projection else None
         self.jpeg_expert = JpegExpert(in_channels=in_channels, width=width, enc_blocks=enc_blocks,
-                                      dec_blocks=dec_blocks, ln_eps=ln_eps) if jpeg_expert else None
+                                      dec_blocks=dec_blocks, ln_eps=ln_eps,
+                                      encoder_levels=jpeg_expert_levels) if jpeg_expert else None
         self.coarse_pass = CoarsePass() if coarse_pass else None
         self.chroma_denoise = ChromaDenoise() if chroma_denoise else None
         self.motion_deblur = GlobalMotionDeblur() if motion_deblur else None
