@@ -20,7 +20,8 @@
 #  15. whole-photo exposure   scripts/train_global_stage.py photo_tone_curve (a second exposure curve, used on
 #                             images whose shorter side is at least 640 px, allowed to brighten more; ~8 min)
 #  16. JPEG expert           scripts/train_jpeg_expert.py (the U-Net's shallow layers fine-tuned on JPEG alone; the
-#                             projection's gate routes JPEG-only inputs to it; ~50 min)
+#                             projection's gate routes JPEG-only inputs to it; 16,000 steps, ~47 min on
+#                             session 29's CPU, about twice that on the slower CPUs of earlier sessions)
 #  17. quality reports of stages 3-16: benchmarks/default_model.py on the held-out photos
 # On a quiet 2-core CPU stages 1-6 take about 2 h 45 min and stages 8-11 about 82 min (per-stage times in
 # anyrestore/weights/README.md).
@@ -119,7 +120,7 @@ resume_expert=()
 [ -f "$RUNS/default-jpeg-expert/model.resume.pt" ] && resume_expert=(--resume)
 [ -f "$RUNS/default-jpeg-expert/model.safetensors" ] || python scripts/train_jpeg_expert.py \
   --weights "$RUNS/default-photo-exposure/model.safetensors" -o "$RUNS/default-jpeg-expert/model.safetensors" \
-  --release 19 "${resume_expert[@]}"
+  --release 20 "${resume_expert[@]}"
 stages="$stages tone-curve sharpen motion-deblur chroma-denoise coarse-pass exposure jpeg-projection photo-exposure"
 stages="$stages jpeg-expert"
 last=jpeg-expert

@@ -291,7 +291,7 @@ echo "python $*" >> {shlex.quote(str(log))}
     assert len(expert) == 1 and "--resume" not in expert[0]
     assert expert[0][expert[0].index("--weights") + 1] == f"{runs}/default-photo-exposure/model.safetensors"
     assert expert[0][expert[0].index("-o") + 1] == f"{runs}/default-jpeg-expert/model.safetensors"
-    assert expert[0][expert[0].index("--release") + 1] == "19"  # the shipped file's metadata 'release'
+    assert expert[0][expert[0].index("--release") + 1] == "20"  # the shipped file's metadata 'release'
     reports = [line for line in log.read_text().splitlines() if "benchmarks/default_model.py" in line]
     assert len(reports) == 14
 
