@@ -67,6 +67,8 @@ def test_encoder_levels_choose_how_deep_the_expert_reaches():
             assert torch.equal(model.forward_expert(x), before) == (levels == 4)
     with pytest.raises(ValueError, match="encoder_levels must be 0-4"):
         build_model("nafnet-tiny", jpeg_projection=True, jpeg_expert=True, jpeg_expert_levels=5)
+    with pytest.raises(ValueError, match="jpeg_expert_levels needs jpeg_expert=True"):
+        build_model("nafnet-tiny", jpeg_projection=True, jpeg_expert_levels=3)
 
 
 def test_the_default_preset_gets_1_3_m_expert_parameters():

@@ -230,6 +230,8 @@ class NAFNet(nn.Module):
             raise ValueError(f"photo_min_side must be a positive number of pixels, got {photo_min_side}")
         if jpeg_expert and not jpeg_projection:
             raise ValueError("jpeg_expert needs jpeg_projection: the projection's gate decides where the expert runs")
+        if jpeg_expert_levels is not None and not jpeg_expert:
+            raise ValueError("jpeg_expert_levels needs jpeg_expert=True")
         if len(enc_blocks) != len(dec_blocks):
             raise ValueError(f"enc_blocks {list(enc_blocks)} and dec_blocks {list(dec_blocks)} differ in length")
         if pad_mode not in PAD_MODES:
