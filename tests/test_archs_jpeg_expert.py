@@ -233,7 +233,6 @@ def test_restore_cli_says_how_many_images_the_expert_restored(tmp_path, capsys):
     assert "JPEG expert" not in capsys.readouterr().out
 
 
-
 def test_a_window_blurred_before_the_compression_keeps_its_blur_as_the_target(monkeypatch):
     """The same seeded draws with either ``--blur-target``: the JPEG windows are equal, and exactly the windows
     blurred before the compression get other targets: with ``blurred`` they are smoother than the sharp crops."""
