@@ -11,7 +11,7 @@ import torch
 from _cli_testutil import load_script
 from anyrestore.archs import build_model
 from anyrestore.archs.motion_deblur import (BLOCKY, KEEP_LOGIT, LAMBDAS, MIN_INPUT_DEPTH, MIN_SIDE,
-                                            GlobalMotionDeblur, blockiness, dip_depth_at,
+                                            GlobalMotionDeblur, blockiness, dip_depth_at, has_jpeg_table,
                                             filter_mirrored, line_kernels, motion_features, on_jpeg_grid,
                                             wiener_deconvolve, wiener_gain)
 from anyrestore.degradations.blur import motion_blur, motion_kernel
@@ -118,12 +118,18 @@ def test_blockiness_finds_the_jpeg_grid_at_any_phase(photo):
     assert float(blockiness(compressed[..., 3:, 5:])) > BLOCKY  # a crop that does not start on a block edge
 
 
-def test_a_dip_on_the_jpeg_lattice_counts_only_in_a_blocky_input(photo):
-    compressed, plain = jpeg(photo[None], quality=30), photo[None]
+def test_a_dip_on_the_jpeg_lattice_counts_only_in_a_jpeg_input(photo):
+    """Blocky (q30) or not (q75, whose blocks only its quantisation table shows): both are JPEGs."""
+    blocky, smooth, plain = jpeg(photo[None], quality=30), jpeg(photo[None], quality=75), photo[None]
+    assert float(blockiness(smooth)) < BLOCKY
+    assert has_jpeg_table(smooth).tolist() == [True] and has_jpeg_table(plain).tolist() == [False]
     offsets = torch.tensor([[-24.0, -9.2], [0.1, -23.7], [12.2, -7.0], [-24.6, 3.0], [4.0, 0.0]], dtype=torch.float64)
-    for image, expected in ((compressed, [True, True, False, False, False]), (plain, [False] * 5)):
+    on_lattice = [True, True, False, False, False]
+    for image, expected in ((blocky, on_lattice), (smooth, on_lattice), (plain, [False] * 5)):
         found = [bool(on_jpeg_grid(dx[None], dy[None], image)) for dx, dy in offsets]
         assert found == expected
+    batch = torch.cat([plain, smooth, blocky])  # the table is looked for only where blockiness did not decide
+    assert on_jpeg_grid(offsets[:1, 0].expand(3), offsets[:1, 1].expand(3), batch).tolist() == [False, True, True]
 
 
 @pytest.mark.parametrize("quality, kept", [(None, False), (30, True)])

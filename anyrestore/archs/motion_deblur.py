@@ -17,7 +17,8 @@ The Predictor runs it once per image after the tiles (``global_stage``), like th
 
 One rule is not learnt: JPEG's 8×8 block edges also put cepstral dips on the lattice lines ``x`` or ``y`` = ±8, ±16,
 ±24, ±32, and the head's six statistics cannot tell those from a blur. So a dip on that lattice in an input that is
-visibly blocky (:func:`on_jpeg_grid`) is left alone, whatever the head says. A real blur whose dip falls there in a
+a JPEG, visibly blocky or holding a quantisation table (:func:`on_jpeg_grid`), is left alone, whatever the head
+says. A real blur whose dip falls there in a
 JPEG goes undeblurred (the U-Net's output is kept): a lost gain, where the deconvolution of a false dip cost up to
 9 dB.
 
@@ -165,16 +166,37 @@ def dip_depth_at(image: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> tor
     return ((median - around.amin(dim=1)) / spread).to(dx.device)
 
 
+def has_jpeg_table(image: torch.Tensor) -> torch.Tensor:
+    """(B,3,H,W) -> (B,) True where the block DCT of the luma holds a JPEG quantisation table
+    (:meth:`JpegProjection.table_from <anyrestore.archs.jpeg_projection.JpegProjection.table_from>`): a JPEG whose
+    blocks the eye no longer sees (quality 50 and up on texture) still has one."""
+    from anyrestore.archs.jpeg_projection import JpegProjection, block_dct, luma_levels
+
+    projection = JpegProjection()
+    return torch.tensor([image.shape[1] == 3 and projection.table_from(block_dct(luma_levels(x))) is not None
+                         for x in image], dtype=torch.bool)
+
+
 def on_jpeg_grid(dx: torch.Tensor, dy: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
     """(B,) True where the cepstral dip at ``(dx, dy)`` lies on the JPEG block lattice (a coordinate within
-    GRID_TOLERANCE of a non-zero multiple of 8) and the input is visibly blocky: the dip is then the blocks' grid, not a
-    blur. On the tenth release's own training set, leaving these alone dropped 13 of its 47 deconvolutions that cost
-    more than 0.5 dB (-58.6 dB in all) and 9 of its 394 that gained more than 0.5 dB (+15.2 dB)."""
+    GRID_TOLERANCE of a non-zero multiple of 8) and the input is a JPEG, visibly blocky or holding a quantisation
+    table (:func:`has_jpeg_table`): the dip is then the blocks' grid, not a blur. On the tenth release's own training
+    set, leaving the blocky ones alone dropped 13 of its 47 deconvolutions that cost more than 0.5 dB (-58.6 dB in all)
+    and 9 of its 394 that gained more than 0.5 dB (+15.2 dB). Whole training photos at quality 50 that are not visibly
+    blocky (session 30) had dips on the lattice too: Garden at x = 32 (+2.04 dB kept, +0.55 deconvolved) and
+    GreenMeadow at y = 16 (+0.76 kept, -4.72 deconvolved)."""
     def near_line(c: torch.Tensor) -> torch.Tensor:
         k = torch.round(c / JPEG_GRID)
         return (k != 0) & ((c - JPEG_GRID * k).abs() < GRID_TOLERANCE)
 
-    return (near_line(dx) | near_line(dy)) & (blockiness(degraded).to(dx.device) > BLOCKY)
+    on_line = near_line(dx) | near_line(dy)
+    jpeg = blockiness(degraded).to(dx.device) > BLOCKY
+    unsure = on_line & ~jpeg
+    if bool(unsure.any()):  # the table costs a block DCT of the whole input: only where it decides
+        found = has_jpeg_table(degraded[unsure.to(degraded.device)]).to(dx.device)
+        jpeg = jpeg.clone()
+        jpeg[unsure] = found
+    return on_line & jpeg
 
 
 def line_kernels(dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
