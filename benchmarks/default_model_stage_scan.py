@@ -72,8 +72,9 @@ def with_and_without(model, stage: str):
     replaces the U-Net on the images its route picks) is compared with the U-Net on those images."""
     if stage == "jpeg_expert":
         def outputs(lq: torch.Tensor) -> list[torch.Tensor]:
-            plain = model.global_stage(lq, model.forward_local(lq))
-            expert = model.global_stage(lq, model.forward_expert(lq)) if bool(model.expert_route(lq)[0]) else plain
+            route = model.expert_route(lq)  # both get the same whole-image stages, the route's exposure head too
+            plain = model.global_stage(lq, model.forward_local(lq), route)
+            expert = model.global_stage(lq, model.forward_expert(lq), route) if bool(route[0]) else plain
             return [expert, plain]
         return outputs
     kept, left_out = model.global_stage, without_stage(model, stage)

@@ -140,6 +140,56 @@ def test_the_predictor_reruns_a_routed_image_with_the_expert_tile_by_tile_too():
     assert png.last_run["expert"] == [False]
 
 
+def test_in_auto_mode_the_expert_runs_in_its_own_tiles_and_the_base_in_the_default_ones():
+    from anyrestore.archs.nafnet import EXPERT_TILE
+
+    model = _identity_unet_with_expert()
+    assert model.expert_tile == EXPERT_TILE == 128
+    assert build_model("nafnet-tiny").expert_tile is None
+    clean, degraded = _photo_and_jpeg(30)  # 256 x 384
+    auto = Predictor(model, max_whole_pixels=10**6)  # small enough for the base to run whole
+    auto(degraded)
+    assert auto.last_run["expert"] == [True] and auto.last_run["mode"] == "tiled"
+    assert auto.last_run["tile"] <= EXPERT_TILE
+    tiles = []
+    expert = auto.expert
+    auto.expert = lambda part: (tiles.append(tuple(part.shape[-2:])), expert(part))[1]
+    auto(degraded)
+    assert len(tiles) > 1 and all(max(shape) <= EXPERT_TILE for shape in tiles)
+    auto(clean)  # the base U-Net: whole, as before
+    assert auto.last_run["expert"] == [False] and auto.last_run["mode"] == "whole"
+    chosen = Predictor(model, tile=192, overlap=32)  # a tile the caller chose is kept for the expert too
+    chosen(degraded)
+    assert chosen.last_run["tile"] == 192 and chosen.last_run["expert"] == [True]
+
+
+def test_a_whole_photo_the_route_takes_gets_the_cautious_exposure_head(monkeypatch):
+    """A JPEG whose only damage the route finds to be the compression keeps the crop head's exposure, whatever its
+    size; the others of the batch keep the photo head."""
+    from anyrestore.archs.tone_curve import GlobalToneCurve
+
+    model = build_model("nafnet-tiny", jpeg_projection=True, jpeg_expert=True, tone_curve=True,
+                        photo_tone_curve=True, photo_min_side=64)
+    randomize_parameters(model, seed=3, scale=0.05)
+    for head in (model.tone_curve, model.photo_tone_curve):
+        randomize_parameters(head, seed=4 if head is model.tone_curve else 5, scale=1.0)
+    model.eval()
+    degraded = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(6)) * 0.4
+    monkeypatch.setattr(type(model), "expert_route", lambda self, x: torch.tensor([True, False]))
+    with torch.no_grad():
+        out = model(degraded)
+        y = model.forward_expert(degraded[:1]).clamp(0, 1)
+        cautious = model.tone_curve(degraded[:1], model.global_stage.without_exposure()(degraded[:1], y))
+        bold = model.photo_tone_curve(degraded[:1], model.global_stage.without_exposure()(degraded[:1], y))
+        z = model.forward_local(degraded[1:]).clamp(0, 1)
+        photo = model.photo_tone_curve(degraded[1:], model.global_stage.without_exposure()(degraded[1:], z))
+    assert isinstance(model.tone_curve, GlobalToneCurve) and (cautious - bold).abs().max() > 1e-3
+    torch.testing.assert_close(out[:1], cautious, atol=1e-4, rtol=0)  # batch of 2 against 1: float rounding
+    torch.testing.assert_close(out[1:], photo, atol=1e-4, rtol=0)
+    with torch.no_grad():  # the same through the Predictor, which hands its route to the whole-image stages
+        torch.testing.assert_close(Predictor(model, tile=0)(degraded)[:1], cautious, atol=1e-5, rtol=0)
+
+
 def _weights_with_projection(path, **kwargs):
     model = build_model("nafnet-tiny", **kwargs)
     randomize_parameters(model, seed=3, scale=0.05)

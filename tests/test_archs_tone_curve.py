@@ -382,6 +382,20 @@ def test_router_passes_an_image_without_its_head_unchanged():
     assert not torch.equal(router(large, large * 0.5), large * 0.5)
 
 
+def test_a_photo_marked_jpeg_only_takes_the_crop_head():
+    crop, photo = _randomize_head(GlobalToneCurve(), 1), _randomize_head(GlobalToneCurve(), 2)
+    large = _rand(2, 3, PHOTO_MIN_SIDE, PHOTO_MIN_SIDE, seed=3) * 0.4
+    marked = torch.tensor([True, False])
+    out = ToneCurveBySize(crop, photo)(large, large, marked)
+    torch.testing.assert_close(out[:1], crop(large[:1], large[:1]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[1:], photo(large[1:], large[1:]), atol=1e-6, rtol=0)
+    assert (out[:1] - photo(large[:1], large[:1])).abs().max() > 1e-3
+    assert torch.equal(ToneCurveBySize(None, photo)(large, large, marked)[0], large[0])  # no crop head: unchanged
+    small = large[..., :64, :64]  # below the threshold the crop head runs anyway
+    torch.testing.assert_close(ToneCurveBySize(crop, photo)(small, small, marked), crop(small, small), atol=1e-6,
+                               rtol=0)
+
+
 def test_photo_head_keys_and_strict_round_trip(tmp_path):
     model = _two_headed_tiny(22)
     extra = set(model.state_dict()) - set(build_model("nafnet-tiny", tone_curve=True).state_dict())

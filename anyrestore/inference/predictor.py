@@ -12,6 +12,8 @@ Tiling modes (``tile`` argument):
   8 GB of RAM for a whole 1 MP image) are tiled straight away. A model with the attribute
   ``prefer_whole_image = True`` (e.g. one that estimates the degradation globally) always runs whole in auto mode.
   Auto-mode tiles are the default tile shrunk as far as the number of tiles allows (:func:`fitted_tile`).
+  An expert that names its own tile (the default model's JPEG expert: ``NAFNet.expert_tile``) always runs in tiles
+  of at most that side in auto mode, on any device: near the size it was trained on it restores best.
 * ``0``: always the whole image.
 * ``N > 0``: tiles of N x N (rounded down to the pad multiple), overlap ``overlap``, blending ``blend``.
 
@@ -159,9 +161,11 @@ class Predictor:
         # model; like the whole-image stages it belongs to the full model, not to --local-only.
         self.expert: nn.Module | None = None
         self.expert_route: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.expert_tile: int | None = None
         if global_stage and getattr(model, "jpeg_expert", None) is not None:
             self.expert = optimize_model(_TiledPart(model, "forward_expert"), **{**self.options, "fast": None})
             self.expert_route = model.expert_route
+            self.expert_tile = getattr(model, "expert_tile", None)
         self.multiple = max(1, int(self.meta.pad_multiple))
         self.precision = precision
         self.tile = tile
@@ -194,15 +198,18 @@ class Predictor:
         h, w = batch.shape[-2:]
         x = pad_to_multiple(self.meta.normalize(self.meta.quantize(batch.cpu())), self.multiple)
         route = None if self.expert_route is None else self.expert_route(x[..., :h, :w].to(self.device)).cpu()
-        y = by_route(route, lambda: self._local_pass(x, self.expert, h, w),
+        y = by_route(route, lambda: self._local_pass(x, self.expert, h, w, self.expert_tile),
                      lambda: self._local_pass(x, self.model, h, w))
         if route is not None:
             self.last_run["expert"] = route.tolist()
-        return self._finish(y, x, h, w)
+        return self._finish(y, x, h, w, route)
 
-    def _local_pass(self, x: torch.Tensor, model: nn.Module, h: int, w: int) -> torch.Tensor:
-        """``model`` over the padded batch ``x``, whole or in tiles (see the module); sets ``last_run``."""
-        if self._whole_first(h * w):
+    def _local_pass(self, x: torch.Tensor, model: nn.Module, h: int, w: int,
+                    own_tile: int | None = None) -> torch.Tensor:
+        """``model`` over the padded batch ``x``, whole or in tiles (see the module); sets ``last_run``.
+        ``own_tile``: the largest tile ``model`` runs on in auto mode (an expert's ``expert_tile``)."""
+        own_tile = own_tile if self.tile is None else None
+        if own_tile is None and self._whole_first(h * w):
             try:
                 y = self._forward(x.to(self.device), model)
                 self.last_run = {"mode": "whole", "tile": None, "overlap": None, "blend": None}
@@ -216,7 +223,7 @@ class Predictor:
                 log.warning("out of memory on the whole %dx%d image; switching to tiles of at most %d", h, w,
                             self.default_tile)
                 self._free()
-        tile = self._oom_tile or self.tile or self.default_tile
+        tile = self._oom_tile or self.tile or min(own_tile or self.default_tile, self.default_tile)
         if self.tile is None and self._oom_tile is None:  # auto: as many tiles as the default, each no larger than needed
             tile = fitted_tile(*x.shape[-2:], self._round_tile(tile), self.overlap, self.multiple)
         while True:
@@ -259,11 +266,14 @@ class Predictor:
         with ctx:
             return model(x)
 
-    def _finish(self, y: torch.Tensor, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    def _finish(self, y: torch.Tensor, x: torch.Tensor, h: int, w: int,
+                route: torch.Tensor | None = None) -> torch.Tensor:
         scale = y.shape[-1] // (w + (-w) % self.multiple)
         y = y[..., : h * scale, : w * scale].float()
         if self.global_stage is not None:
-            y = self.global_stage(x[..., :h, :w].to(y.device), y)
+            # the expert's route also tells the whole-image stages which images JPEG alone damaged
+            args = () if route is None else (route,)
+            y = self.global_stage(x[..., :h, :w].to(y.device), y, *args)
         return self.meta.denormalize(y)
 
     def _accumulate_device(self, x: torch.Tensor) -> torch.device:
