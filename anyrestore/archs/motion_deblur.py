@@ -18,9 +18,8 @@ The Predictor runs it once per image after the tiles (``global_stage``), like th
 One rule is not learnt: JPEG's 8×8 block edges also put cepstral dips on the lattice lines ``x`` or ``y`` = ±8, ±16,
 ±24, ±32, and the head's six statistics cannot tell those from a blur. So a dip on that lattice in an input that is
 a JPEG, visibly blocky or holding a quantisation table (:func:`on_jpeg_grid`), is left alone, whatever the head
-says. A real blur whose dip falls there in a
-JPEG goes undeblurred (the U-Net's output is kept): a lost gain, where the deconvolution of a false dip cost up to
-9 dB.
+says. A real blur whose dip falls there in a JPEG goes undeblurred (the U-Net's output is kept): a lost gain, where
+the deconvolution of a false dip cost up to 9 dB.
 
 A second rule checks the input: the blur is in the degraded image, so its dip must show there too, at least
 ``MIN_INPUT_DEPTH`` robust standard deviations deep (:func:`dip_depth_at`). A restorer can leave a dip of its own in
