@@ -382,18 +382,30 @@ def test_router_passes_an_image_without_its_head_unchanged():
     assert not torch.equal(router(large, large * 0.5), large * 0.5)
 
 
-def test_a_photo_marked_jpeg_only_takes_the_crop_head():
-    crop, photo = _randomize_head(GlobalToneCurve(), 1), _randomize_head(GlobalToneCurve(), 2)
+def test_a_photo_marked_jpeg_only_keeps_the_crop_curve_unless_that_one_brightens(monkeypatch):
+    from anyrestore.archs import tone_curve
+
+    photo, brightening, keeping = _randomize_head(GlobalToneCurve(), 2), _randomize_head(GlobalToneCurve(), 1), \
+        GlobalToneCurve()  # untrained: the identity curve
     large = _rand(2, 3, PHOTO_MIN_SIDE, PHOTO_MIN_SIDE, seed=3) * 0.4
     marked = torch.tensor([True, False])
-    out = ToneCurveBySize(crop, photo)(large, large, marked)
-    torch.testing.assert_close(out[:1], crop(large[:1], large[:1]), atol=1e-6, rtol=0)
-    torch.testing.assert_close(out[1:], photo(large[1:], large[1:]), atol=1e-6, rtol=0)
-    assert (out[:1] - photo(large[:1], large[:1])).abs().max() > 1e-3
-    assert torch.equal(ToneCurveBySize(None, photo)(large, large, marked)[0], large[0])  # no crop head: unchanged
-    small = large[..., :64, :64]  # below the threshold the crop head runs anyway
-    torch.testing.assert_close(ToneCurveBySize(crop, photo)(small, small, marked), crop(small, small), atol=1e-6,
+    by_photo = photo(large, large)
+    assert (by_photo - large).abs().max() > 1e-3  # the photo head's curve would show
+    out = ToneCurveBySize(keeping, photo)(large, large, marked)
+    torch.testing.assert_close(out[:1], large[:1], atol=1e-5, rtol=0)  # the crop curve kept: the identity
+    torch.testing.assert_close(out[1:], by_photo[1:], atol=1e-6, rtol=0)  # not marked: the photo head
+    torch.testing.assert_close(ToneCurveBySize(None, photo)(large, large, marked)[:1], large[:1], atol=0, rtol=0)
+
+    by_crop = brightening(large, large).detach()
+    ratio = float(by_crop[0].mean() / large[0].mean())
+    assert ratio >= tone_curve.CAUTIOUS_BRIGHTENING  # the crop head finds it under-exposed: the photo head's curve
+    torch.testing.assert_close(ToneCurveBySize(brightening, photo)(large, large, marked), by_photo, atol=1e-6, rtol=0)
+    monkeypatch.setattr(tone_curve, "CAUTIOUS_BRIGHTENING", ratio + 1e-3)  # just under the hand-over: kept
+    torch.testing.assert_close(ToneCurveBySize(brightening, photo)(large, large, marked)[:1], by_crop[:1], atol=1e-6,
                                rtol=0)
+    small = large[..., :64, :64]  # below the size threshold the crop head runs anyway
+    torch.testing.assert_close(ToneCurveBySize(brightening, photo)(small, small, marked), brightening(small, small),
+                               atol=1e-6, rtol=0)
 
 
 def test_photo_head_keys_and_strict_round_trip(tmp_path):
