@@ -10,7 +10,7 @@ import torch
 
 from _cli_testutil import load_script
 from anyrestore.archs import build_model
-from anyrestore.archs.motion_deblur import (BLOCKY, KEEP_LOGIT, LAMBDAS, MIN_INPUT_DEPTH, MIN_SIDE,
+from anyrestore.archs.motion_deblur import (BLOCKY, JPEG_ONLY_MIN_SHARE, KEEP_LOGIT, LAMBDAS, MIN_INPUT_DEPTH, MIN_SIDE,
                                             GlobalMotionDeblur, blockiness, dip_depth_at, has_jpeg_table,
                                             filter_mirrored, line_kernels, motion_features, on_jpeg_grid,
                                             wiener_deconvolve, wiener_gain)
@@ -143,6 +143,21 @@ def test_the_stage_leaves_a_blocky_input_alone_when_its_dip_is_on_the_jpeg_latti
         head.mlp[-1].bias.copy_(torch.tensor([-10.0, -10.0, 10.0, -10.0]))  # the head is sure: deconvolve
     out = head(degraded, degraded)
     assert torch.equal(out, degraded) == kept
+
+
+@pytest.mark.parametrize("share, jpeg_only, deconvolved", [(0.3, False, True), (0.3, True, False),
+                                                            (0.9, True, True), (0.3, None, True)])
+def test_an_image_the_jpeg_route_takes_is_deconvolved_only_when_the_head_is_sure(photo, share, jpeg_only,
+                                                                                deconvolved):
+    blurred = _blur(photo, 15, 30)  # its dip is off the JPEG lattice and deep in the input
+    head = GlobalMotionDeblur()
+    with torch.no_grad():  # all of the candidate share on lambda=0.03, the rest on keeping the image
+        head.mlp[-1].bias.copy_(torch.tensor([0.0, -30.0, math.log(share / (1 - share)), -30.0]))
+    route = None if jpeg_only is None else torch.tensor([jpeg_only])
+    with torch.no_grad():
+        shares, _, _ = head.estimate(blurred, blurred, route)
+    assert float(shares.sum()) == (pytest.approx(share, abs=1e-6) if deconvolved else 0.0)
+    assert (share >= JPEG_ONLY_MIN_SHARE) == (share == 0.9)
 
 
 def test_the_blur_dip_shows_in_the_blurred_input_and_not_in_a_sharp_one(photo):

@@ -53,6 +53,11 @@ BLOCKY = 0.3  # log ratio of the strongest 8-periodic edge phase to the mean, in
 MIN_INPUT_DEPTH = 4.0  # the found dip in the input's own cepstrum, on the held-out photos' 256² crops: 2.2-3.0 for
 # the false dips seen; 8-90 for real blurs (alone, then JPEG q30-60, or with σ5 noise) that a deconvolution helped by
 # more than 0.5 dB. The price seen: one crop with σ15 noise on its blur (depth 2.6) loses a 0.31 dB gain
+# on an input the JPEG expert's route takes (jpeg_only), the summed shares must reach this, or the image is left as it
+# is. Session 30, whole photos: the dips of a photo's own content that the head half-believed gave 0.23 and 0.50
+# (FreshFlower and Grey at q30: -3.0 and -6.4 dB); real blurs then JPEG q60 0.83-0.95 (+1.4 to +3.7 dB), the few
+# real ones below (0.04-0.49) gained 0.4 dB at most
+JPEG_ONLY_MIN_SHARE = 0.6
 MIN_SIDE = MAX_SIDE  # smaller images are left as they are: fewer blocks than in training make dips look deeper
 _LOG_EPS = 1e-10
 
@@ -409,14 +414,19 @@ class GlobalMotionDeblur(nn.Module):
 
         return filter_mirrored(restored, line_kernels(dx, dy).to(restored.device), blended)[:, 0]
 
-    def estimate(self, degraded: torch.Tensor, restored: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+    def estimate(self, degraded: torch.Tensor, restored: torch.Tensor,
+                 jpeg_only: torch.Tensor | None = None) -> tuple[torch.Tensor, ...] | None:
         """The shares, dx and dy :meth:`apply` takes (the shares zeroed on a JPEG lattice dip and where the input
         shows no dip at the offset, see the module), or None for an image too small to measure (it is left as it
-        is)."""
+        is). ``jpeg_only`` (per image, the JPEG expert's route): such an image is deconvolved only where the summed
+        shares reach JPEG_ONLY_MIN_SHARE. The route takes sharp JPEGs and blurred ones alike, and on a sharp one a
+        dip of the photo's own texture that the head half-believes costs several dB."""
         if min(restored.shape[-2:]) < MIN_SIDE:
             return None
         shares, dx, dy = self.from_features(motion_features(restored))
         refused = on_jpeg_grid(dx, dy, degraded)
+        if jpeg_only is not None:
+            refused = refused | (jpeg_only.to(refused.device) & (shares.sum(dim=1) < JPEG_ONLY_MIN_SHARE))
         if not _nothing_to_blend(shares):  # the input's cepstrum costs an FFT pair: only where a share is left
             refused = refused | (dip_depth_at(degraded, dx, dy) < MIN_INPUT_DEPTH)
         shares = torch.where(refused[:, None], torch.zeros_like(shares), shares)

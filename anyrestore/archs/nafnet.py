@@ -132,13 +132,14 @@ class WholeImageStages(nn.Module):
 
     def forward(self, degraded: torch.Tensor, restored: torch.Tensor,
                 jpeg_only: torch.Tensor | None = None) -> torch.Tensor:
-        """``jpeg_only``: per image, whether the JPEG route took it (:meth:`NAFNet.expert_route`); the exposure
-        stage gives such a whole photo the cautious head (:class:`ToneCurveBySize`)."""
+        """``jpeg_only``: per image, whether the JPEG route took it (:meth:`NAFNet.expert_route`); the motion stage
+        deconvolves such an image only when its head is sure (:meth:`GlobalMotionDeblur.estimate`), and the exposure
+        stage lets the cautious head decide first on such a whole photo (:class:`ToneCurveBySize`)."""
         restored = restored.clamp(0.0, 1.0)
         motion_share = None
         for stage in self.stages:
             if isinstance(stage, GlobalMotionDeblur):
-                estimate = stage.estimate(degraded, restored)
+                estimate = stage.estimate(degraded, restored, jpeg_only)
                 if estimate is not None:
                     motion_share = estimate[0].sum(dim=1)
                     restored = stage.apply(restored, *estimate)
