@@ -31,7 +31,9 @@ an expert and is refused)::
         -o expert.safetensors --release 20
 
 ``--expert-levels 4`` gives the expert the deepest encoder level too (2.36 M parameters instead of 1.30 M; the
-middle blocks stay shared).
+middle blocks stay shared). ``--device`` (default auto: CUDA when there is one, as the trainer) says where the
+expert trains; the windows are drawn and compressed on the CPU either way, and a run on a GPU gives the same quality,
+not the same bytes. The GPU path has not been timed yet (no GPU was lent since it was written, session 30).
 """
 from __future__ import annotations
 
@@ -55,6 +57,8 @@ from anyrestore.checkpoints import load_model, save_model  # noqa: E402
 from anyrestore.degradations.blur import gaussian_blur  # noqa: E402
 from anyrestore.degradations.jpeg import jpeg_uint8  # noqa: E402
 from anyrestore.degradations.noise import gaussian_noise  # noqa: E402
+from anyrestore.errors import ConfigError  # noqa: E402
+from anyrestore.inference import select_device  # noqa: E402
 from anyrestore.io import atomic_write_bytes, read_image  # noqa: E402
 
 SCALES = ((1.0, 0.5), (0.75, 0.25), (0.5, 0.25))  # (downscale, share of the draws) per photo
@@ -156,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", default="default-jpeg-expert", help="the metadata `run` name of the output")
     parser.add_argument("--release", type=int, default=None, help="write this metadata `release` number")
     parser.add_argument("--every", type=int, default=1000, help="steps between validations and checkpoints")
+    parser.add_argument("--device", default="auto",
+                        help="where the expert trains: auto (CUDA when there is one, as the trainer), cpu, cuda, "
+                             "cuda:N or mps; the windows are always drawn and compressed on the CPU")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the checkpoint next to --out (OUT.resume.pt) with the same options")
     args = parser.parse_args(argv)
@@ -168,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--release needs a positive number, got {args.release}")
     if args.out.suffix != ".safetensors":
         parser.error(f"--out must be a .safetensors file, got {args.out.name}")
+    try:
+        device = select_device(args.device)
+    except ConfigError as exc:
+        parser.error(str(exc))
     torch.manual_seed(args.seed)
     started = time.time()
 
@@ -191,16 +202,18 @@ def main(argv: list[str] | None = None) -> int:
     model.arch_name, model.preset_name = previous.arch_name, _preset_of(previous, kwargs)
     expert = model.jpeg_expert
     expert.init_from(model)
-    model.eval().requires_grad_(False)
+    model.eval().requires_grad_(False).to(device)
 
     copies, weights = photo_pyramid(photo_paths(args.photos), args.side)
-    val_x, val_clean = batch_of(copies, weights, args.side, VALIDATION_WINDOWS,
-                                torch.Generator().manual_seed(args.seed + 1000), args.blur_target)
+    val_x, val_clean = (t.to(device) for t in batch_of(copies, weights, args.side, VALIDATION_WINDOWS,
+                                                       torch.Generator().manual_seed(args.seed + 1000),
+                                                       args.blur_target))
     with torch.no_grad():
         base_db = torch.cat([image_db(model.forward_local(val_x[i:i + 25]).clamp(0, 1), val_clean[i:i + 25])
                              for i in range(0, VALIDATION_WINDOWS, 25)])
     print(f"{len(copies)} photo copies; validation: {VALIDATION_WINDOWS} windows, the U-Net gains "
-          f"{float((base_db - image_db(val_x, val_clean)).mean()):+.3f} dB on them ({time.time() - started:.0f} s)",
+          f"{float((base_db - image_db(val_x, val_clean)).mean()):+.3f} dB on them ({time.time() - started:.0f} s, "
+          f"on {device})",
           flush=True)
 
     expert.train().requires_grad_(True)
@@ -216,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         if not checkpoint.is_file():
             raise SystemExit(f"train_jpeg_expert: --resume, but there is no checkpoint {checkpoint}")
-        state = torch.load(checkpoint, weights_only=True)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)  # the generator state stays on the CPU
         if state.get("options") != options:
             changed = sorted(k for k in options if state.get("options", {}).get(k) != options[k])
             raise SystemExit(f"train_jpeg_expert: {checkpoint} was made with other options ({', '.join(changed)}); "
@@ -230,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(first, args.steps + 1):
         for group in optim.param_groups:
             group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
-        degraded, clean = batch_of(copies, weights, args.side, args.batch, generator, args.blur_target)
+        degraded, clean = (t.to(device) for t in batch_of(copies, weights, args.side, args.batch, generator,
+                                                          args.blur_target))
         loss = psnr_loss(model.forward_expert(degraded), clean)
         optim.zero_grad()
         loss.backward()
@@ -247,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                         "generator": generator.get_state(), "options": options}, buffer)
             atomic_write_bytes(checkpoint, buffer.getvalue())
 
-    model.eval().requires_grad_(False)
+    model.eval().requires_grad_(False).cpu()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, args.out, weights="ema", run=args.run, stage="jpeg_expert",
                stage_steps=str(args.steps), stage_batch=str(args.batch), stage_side=str(args.side),

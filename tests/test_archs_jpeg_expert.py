@@ -221,6 +221,14 @@ def test_the_training_script_trains_only_the_expert_and_resumes_to_the_same_weig
     assert (meta["run"], meta["stage"], meta["release"], meta["stage_steps"]) == (
         "default-jpeg-expert", "jpeg_expert", "18", "4")
     assert meta["previous_sha256"] == before.checkpoint_info["sha256"]
+    if not torch.cuda.is_available():  # auto is the CPU here: an explicit --device cpu gives the same weights
+        on_cpu = tmp_path / "cpu.safetensors"
+        assert script.main([*options, "-o", str(on_cpu), "--device", "cpu"]) == 0
+        for key, value in load_model(on_cpu).state_dict().items():
+            assert torch.equal(after.state_dict()[key], value), key
+    with pytest.raises(SystemExit) as bad_device:
+        script.main([*options, "-o", str(tmp_path / "y.safetensors"), "--device", "gpu0"])
+    assert bad_device.value.code == 2 and not (tmp_path / "y.safetensors").exists()
 
     broken = tmp_path / "broken.safetensors"
     calls = {"n": 0}
