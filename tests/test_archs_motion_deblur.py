@@ -118,7 +118,7 @@ def test_blockiness_finds_the_jpeg_grid_at_any_phase(photo):
     assert float(blockiness(compressed[..., 3:, 5:])) > BLOCKY  # a crop that does not start on a block edge
 
 
-def test_a_dip_on_the_jpeg_lattice_counts_only_in_a_jpeg_input(photo):
+def test_a_dip_on_the_jpeg_lattice_counts_only_in_a_jpeg_input(photo, monkeypatch):
     """Blocky (q30) or not (q75, whose blocks only its quantisation table shows): both are JPEGs."""
     blocky, smooth, plain = jpeg(photo[None], quality=30), jpeg(photo[None], quality=75), photo[None]
     assert float(blockiness(smooth)) < BLOCKY
@@ -130,6 +130,18 @@ def test_a_dip_on_the_jpeg_lattice_counts_only_in_a_jpeg_input(photo):
         assert found == expected
     batch = torch.cat([plain, smooth, blocky])  # the table is looked for only where blockiness did not decide
     assert on_jpeg_grid(offsets[:1, 0].expand(3), offsets[:1, 1].expand(3), batch).tolist() == [False, True, True]
+    import anyrestore.archs.motion_deblur as stage_module
+    searched = []
+    real_search = stage_module.has_jpeg_table
+
+    def counted_search(images):
+        searched.append(len(images))
+        return real_search(images)
+    monkeypatch.setattr(stage_module, "has_jpeg_table", counted_search)
+    known = torch.tensor([False, True, False])  # a route that already found the smooth one's table
+    assert on_jpeg_grid(offsets[:1, 0].expand(3), offsets[:1, 1].expand(3), batch, known).tolist() == [False, True,
+                                                                                                       True]
+    assert searched == [1]  # only the plain image was searched
 
 
 @pytest.mark.parametrize("quality, kept", [(None, False), (30, True)])

@@ -181,20 +181,24 @@ def has_jpeg_table(image: torch.Tensor) -> torch.Tensor:
                          for x in image], dtype=torch.bool)
 
 
-def on_jpeg_grid(dx: torch.Tensor, dy: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
+def on_jpeg_grid(dx: torch.Tensor, dy: torch.Tensor, degraded: torch.Tensor,
+                 known_jpeg: torch.Tensor | None = None) -> torch.Tensor:
     """(B,) True where the cepstral dip at ``(dx, dy)`` lies on the JPEG block lattice (a coordinate within
     GRID_TOLERANCE of a non-zero multiple of 8) and the input is a JPEG, visibly blocky or holding a quantisation
     table (:func:`has_jpeg_table`): the dip is then the blocks' grid, not a blur. On the tenth release's own training
     set, leaving the blocky ones alone dropped 13 of its 47 deconvolutions that cost more than 0.5 dB (-58.6 dB in all)
     and 9 of its 394 that gained more than 0.5 dB (+15.2 dB). Whole training photos at quality 50 that are not visibly
     blocky (session 30) had dips on the lattice too: Garden at x = 32 (+2.04 dB kept, +0.55 deconvolved) and
-    GreenMeadow at y = 16 (+0.76 kept, -4.72 deconvolved)."""
+    GreenMeadow at y = 16 (+0.76 kept, -4.72 deconvolved). ``known_jpeg`` (per image, e.g. the JPEG expert's route,
+    which found a table already) spares those images the table search."""
     def near_line(c: torch.Tensor) -> torch.Tensor:
         k = torch.round(c / JPEG_GRID)
         return (k != 0) & ((c - JPEG_GRID * k).abs() < GRID_TOLERANCE)
 
     on_line = near_line(dx) | near_line(dy)
     jpeg = blockiness(degraded).to(dx.device) > BLOCKY
+    if known_jpeg is not None:
+        jpeg = jpeg | known_jpeg.to(dx.device)
     unsure = on_line & ~jpeg
     if bool(unsure.any()):  # the table costs a block DCT of the whole input: only where it decides
         found = has_jpeg_table(degraded[unsure.to(degraded.device)]).to(dx.device)
@@ -424,7 +428,7 @@ class GlobalMotionDeblur(nn.Module):
         if min(restored.shape[-2:]) < MIN_SIDE:
             return None
         shares, dx, dy = self.from_features(motion_features(restored))
-        refused = on_jpeg_grid(dx, dy, degraded)
+        refused = on_jpeg_grid(dx, dy, degraded, jpeg_only)  # the route's images hold a JPEG table
         if jpeg_only is not None:
             refused = refused | (jpeg_only.to(refused.device) & (shares.sum(dim=1) < JPEG_ONLY_MIN_SHARE))
         if not _nothing_to_blend(shares):  # the input's cepstrum costs an FFT pair: only where a share is left
