@@ -18,7 +18,7 @@
 #                             white point, dark windows of the photos; ~9 min)
 #  14. JPEG projection        scripts/train_global_stage.py jpeg_projection (no weights: switched on, seconds)
 #  15. whole-photo exposure   scripts/train_global_stage.py photo_tone_curve (a second exposure curve, used on
-#                             images whose shorter side is at least 640 px, allowed to brighten more; ~8 min)
+#                             whole photos it finds under-exposed, allowed to brighten more; ~8 min)
 #  16. JPEG expert           scripts/train_jpeg_expert.py (the U-Net's shallow layers fine-tuned on JPEG alone; the
 #                             projection's gate routes JPEG-only inputs to it; 16,000 steps, ~47 min on
 #                             session 29's CPU, about twice that on the slower CPUs of earlier sessions)

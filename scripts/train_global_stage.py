@@ -47,9 +47,9 @@ have no highlights either). Stage 8's scenes, ``s·x^g`` with s in [0.55, 0.9], 
 and its head brightened whole under-exposed photos hardly at all.
 
 ``photo_tone_curve`` (stage 15, about 8 minutes): a second exposure head, trained the same way, that a model uses
-in place of ``tone_curve`` on images whose shorter side is at least 640 px
-(:class:`~anyrestore.archs.tone_curve.ToneCurveBySize`), so that it may brighten more than a head that must keep
-crops of shadows dark. The recipe trains it with 10 % dark windows (``--dark-window-share 0.10``), 45 %
+in place of ``tone_curve`` on whole photos it finds under-exposed (a shorter side of at least 640 px, or a
+non-square frame from 256 px; :class:`~anyrestore.archs.tone_curve.ToneCurveBySize`), so that it may brighten more
+than a head that must keep crops of shadows dark. The recipe trains it with 10 % dark windows (``--dark-window-share 0.10``), 45 %
 under-exposed thumbnails and 30 % dark scenes that keep their white point. Session 21 routed it from 320 px, and
 512² crops of shadows were brightened like under-exposed photos; from 640 px (the sixteenth release) they keep the
 crop head.

@@ -11,6 +11,7 @@ from safetensors import safe_open
 
 from _cli_testutil import load_script, randomize_parameters
 from anyrestore.archs import build_model
+from anyrestore.archs.tone_curve import PHOTO_BRIGHTENING as PHOTO_BRIGHTENING_SHIPPED
 from anyrestore.archs.tone_curve import (PHOTO_MIN_SIDE, GlobalToneCurve, ToneCurveBySize, apply_curve,
                                          brightness_features, curve_knots, thumbnail)
 from anyrestore.checkpoints import load_model, save_model
@@ -353,8 +354,14 @@ def _two_headed_tiny(seed: int = 20, **kwargs):
 
 
 @pytest.mark.parametrize("size, head", [((PHOTO_MIN_SIDE, PHOTO_MIN_SIDE + 40), "photo_tone_curve"),
-                                        ((PHOTO_MIN_SIDE - 1, 500), "tone_curve"), ((64, 96), "tone_curve")])
-def test_the_photo_head_takes_images_whose_shorter_side_reaches_the_threshold(size, head):
+                                        ((PHOTO_MIN_SIDE - 1, PHOTO_MIN_SIDE - 1), "tone_curve"),
+                                        ((512, 768), "photo_tone_curve"), ((768, 512), "photo_tone_curve"),
+                                        ((512, 600), "tone_curve"), ((255, 400), "tone_curve"),
+                                        ((256, 400), "photo_tone_curve"), ((64, 96), "tone_curve")])
+def test_whole_photos_by_size_or_by_a_non_square_frame_may_take_the_photo_head(size, head, monkeypatch):
+    from anyrestore.archs import tone_curve
+
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", 0.0)  # every whole photo looks under-exposed
     model = _two_headed_tiny()
     degraded = _rand(1, 3, *size, seed=21) * 0.3
     with torch.no_grad():
@@ -375,16 +382,45 @@ def test_the_photo_threshold_is_a_model_setting():
         build_model("nafnet-tiny", tone_curve=True, photo_tone_curve=True, photo_min_side=0)
 
 
-def test_router_passes_an_image_without_its_head_unchanged():
+def test_router_passes_an_image_without_its_head_unchanged(monkeypatch):
+    from anyrestore.archs import tone_curve
+
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", 0.0)  # the photo head's curve wherever it may run
     router = ToneCurveBySize(None, _randomize_head(GlobalToneCurve()))
     small, large = _rand(1, 3, 40, 50), _rand(1, 3, PHOTO_MIN_SIDE, PHOTO_MIN_SIDE)
     assert torch.equal(router(small, small * 0.5), small * 0.5)
     assert not torch.equal(router(large, large * 0.5), large * 0.5)
 
 
+def test_a_whole_photo_takes_the_photo_curve_only_where_that_one_brightens_enough(monkeypatch):
+    from anyrestore.archs import tone_curve
+
+    photo, crop = _randomize_head(GlobalToneCurve(), 2), _randomize_head(GlobalToneCurve(), 1)
+    large = _rand(2, 3, PHOTO_MIN_SIDE, PHOTO_MIN_SIDE, seed=3) * torch.tensor([0.4, 0.9]).view(2, 1, 1, 1)
+    by_photo, by_crop = photo(large, large).detach(), crop(large, large).detach()
+    assert (by_photo - by_crop).abs().amax(dim=(1, 2, 3)).min() > 1e-3  # the test can tell the curves apart
+    ratios = by_photo.mean(dim=(1, 2, 3)) / large.mean(dim=(1, 2, 3))
+    assert ratios[0] < 1 < ratios[1]  # the photo head darkens the first image and brightens the second
+    router = ToneCurveBySize(crop, photo)
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", 1.0)  # only the second image
+    torch.testing.assert_close(router(large, large), torch.cat([by_crop[:1], by_photo[1:]]), atol=1e-6, rtol=0)
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", float(ratios[1]) + 1e-3)  # neither
+    torch.testing.assert_close(router(large, large), by_crop, atol=1e-6, rtol=0)
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", float(ratios[0]) - 1e-3)  # both
+    torch.testing.assert_close(router(large, large), by_photo, atol=1e-6, rtol=0)
+    small = large[..., :300, :300]  # a square crop: the crop head's curve however much the photo head brightens
+    torch.testing.assert_close(router(small, small), crop(small, small), atol=1e-6, rtol=0)
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", 1.0)  # without a crop head: the identity in its place
+    torch.testing.assert_close(ToneCurveBySize(None, photo)(large, large), torch.cat([large[:1], by_photo[1:]]),
+                               atol=1e-6, rtol=0)
+    # measured: the shipped threshold lies between the rows that need no exposure change and low light
+    assert 1.35 < PHOTO_BRIGHTENING_SHIPPED < 1.51
+
+
 def test_a_photo_marked_jpeg_only_keeps_the_crop_curve_unless_that_one_brightens(monkeypatch):
     from anyrestore.archs import tone_curve
 
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", 0.0)  # unmarked photos: the photo head's curve
     photo, brightening, keeping = _randomize_head(GlobalToneCurve(), 2), _randomize_head(GlobalToneCurve(), 1), \
         GlobalToneCurve()  # untrained: the identity curve
     large = _rand(2, 3, PHOTO_MIN_SIDE, PHOTO_MIN_SIDE, seed=3) * 0.4

@@ -184,11 +184,13 @@ class NAFNet(nn.Module):
             corrects the exposure of the whole image after the U-Net and ``sharpen`` (the default model's exposure
             stage).
         photo_tone_curve: add a second :class:`~anyrestore.archs.tone_curve.GlobalToneCurve` (keys
-            ``photo_tone_curve.*``) for whole photographs: images whose shorter side is at least
-            ``photo_min_side`` pixels use it in place of ``tone_curve``, which then serves smaller images (the
-            default model's exposure stage for whole photos since the sixteenth release).
-        photo_min_side: the shorter side from which an image counts as a whole photograph
-            (``tone_curve.PHOTO_MIN_SIDE``, 640, by default; the preset names it so that the weights file records it).
+            ``photo_tone_curve.*``) for whole photographs, which brightens more than ``tone_curve``: a whole photo
+            takes its curve where it finds the photo under-exposed, and ``tone_curve``'s otherwise
+            (:class:`~anyrestore.archs.tone_curve.ToneCurveBySize`; the default model's exposure stage for whole
+            photos since the sixteenth release).
+        photo_min_side: the shorter side from which any image counts as a whole photograph
+            (``tone_curve.PHOTO_MIN_SIDE``, 640, by default; the preset names it so that the weights file records it);
+            a non-square frame counts from ``tone_curve.FRAME_MIN_SIDE`` (256).
         coarse_pass: add a :class:`~anyrestore.archs.coarse_pass.CoarsePass` (no weights), first of the
             whole-image stages: the U-Net also restores the whole input downscaled to its training scale, and a
             lifted haze veil is carried to the full-resolution output (the default model's haze stage for large
