@@ -164,6 +164,21 @@ def seed_for(spec: str, name: str) -> int:
     return zlib.crc32(f"default-model/{spec}/{name}".encode())
 
 
+def shrink_to_short_side(img: torch.Tensor, side: int, name: str) -> torch.Tensor:
+    """Area-downscale an 8-bit photo (C,H,W in [0, 1]) so that its shorter side is ``side`` (0: as it is), rounded to
+    8 bits again, as a photo saved at that size would be (``--short-side 512`` gives Kodak-size frames)."""
+    if side <= 0:
+        return img
+    h, w = img.shape[-2:]
+    if side > min(h, w):
+        raise ConfigError(f"--short-side {side} is larger than {name}'s shorter side ({min(h, w)} px); "
+                          "the option only downscales")
+    scale = side / min(h, w)
+    levels = (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    small = cv2.resize(levels, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(small.reshape(*small.shape[:2], -1)).permute(2, 0, 1).float() / 255
+
+
 def centre_crop(img: torch.Tensor, size: int) -> torch.Tensor:
     if size <= 0:
         return img
@@ -288,10 +303,16 @@ def _f(value, digits: int = 2) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _shrunk(report: dict) -> str:
+    """The markdown header's note of ``--short-side`` (reports written before the option have no key)."""
+    side = report.get("short_side", 0)
+    return f" (photos area-downscaled to a {side}-px shorter side first)" if side else ""
+
+
 def markdown(report: dict) -> str:
     """The report as markdown: a header, the per-degradation table and the speed line."""
     lines = [f"Model `{report['model']}` ({report['parameters']:,} parameters); {len(report['photos'])} photo(s) from "
-             f"{report['photos_dir']}: {', '.join(report['photos'])}; crop {report['crop'] or 'full'}; "
+             f"{report['photos_dir']}: {', '.join(report['photos'])}; crop {report['crop'] or 'full'}{_shrunk(report)}; "
              f"PSNR/SSIM {report['protocol']} RGB; blind (the model is not told the degradation); baselines use the "
              "true degradation and their best grid setting"
              + ("" if report.get("eight_bit_inputs", True) else "; inputs fed as float, not rounded to 8 bits") + ".",
@@ -330,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--photos", default=None, help=f"folder of held-out photos (default {DEFAULT_PHOTOS}, else "
                                                        "the held-out sample chelsea.png)")
     parser.add_argument("--crop", type=int, default=256, help="centre crop size (0 = whole image)")
+    parser.add_argument("--short-side", type=int, default=0,
+                        help="area-downscale each photo to this shorter side before the crop (0 = as stored; 512 "
+                             "gives Kodak-size frames)")
     parser.add_argument("--degradations", default=",".join(DEGRADATIONS),
                         help="comma-separated degradation specs (default: the target list)")
     parser.add_argument("--tile", type=int, default=None, help="Predictor tile (default auto, 0 = whole image)")
@@ -355,6 +379,8 @@ def run(args: argparse.Namespace) -> dict:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     if args.crop < 0:
         raise ConfigError(f"--crop must be >= 0, got {args.crop}")
+    if args.short_side < 0:
+        raise ConfigError(f"--short-side must be >= 0, got {args.short_side}")
     if args.speed_size < 8 or args.speed_repeats < 1:
         raise ConfigError("--speed-size must be >= 8 and --speed-repeats >= 1")
     torch.set_num_threads(args.threads)
@@ -372,7 +398,8 @@ def run(args: argparse.Namespace) -> dict:
     for p in paths:
         img = read_image(p)
         img = img[:3] if img.shape[0] >= 3 else img.expand(3, -1, -1)
-        photos.append((p.name, centre_crop(img.float(), args.crop)))
+        img = shrink_to_short_side(img.float(), args.short_side, p.name)
+        photos.append((p.name, centre_crop(img, args.crop)))
 
     spec = default_model_spec() if args.model is None else args.model
     model = load_model(spec, device="cpu")
@@ -380,7 +407,7 @@ def run(args: argparse.Namespace) -> dict:
     report = {"model": str(spec), "model_sha256": file_sha256(spec) if Path(spec).is_file() else None,
               "parameters": sum(p.numel() for p in model.parameters()),
               "photos_dir": str(paths[0].parent), "photos": [n for n, _ in photos], "crop": args.crop,
-              "protocol": PROTOCOL, "crop_border": 0, "y_channel": False, "tile": args.tile, "threads": args.threads,
+              "short_side": args.short_side, "protocol": PROTOCOL, "crop_border": 0, "y_channel": False, "tile": args.tile, "threads": args.threads,
               "eight_bit_inputs": not args.float_inputs, "rows": []}
     for s in specs:
         t0 = time.perf_counter()

@@ -47,8 +47,9 @@ from anyrestore.errors import ConfigError  # noqa: E402
 from anyrestore.inference.predictor import Predictor  # noqa: E402
 from anyrestore.io import read_image  # noqa: E402
 from anyrestore.metrics import psnr  # noqa: E402
-from benchmarks.default_model import (DEGRADATIONS, PROTOCOL, _f, _judge, _mean, best_baselines,  # noqa: E402
-                                      centre_crop, find_photos, report_cli)
+from benchmarks.default_model import (DEGRADATIONS, PROTOCOL, _f, _judge, _mean, _shrunk, best_baselines,  # noqa: E402
+                                      centre_crop, find_photos, report_cli,
+                                      shrink_to_short_side)
 
 Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]  # (H,W,3) float in [0,1] -> same
 
@@ -187,7 +188,7 @@ def evaluate(key: str, photos: list[tuple[str, np.ndarray]], predictor) -> dict:
 
 def markdown(report: dict) -> str:
     lines = [f"Model `{report['model']}`; {len(report['photos'])} photo(s): {', '.join(report['photos'])}; crop "
-             f"{report['crop'] or 'full'}; PSNR {PROTOCOL} RGB; degradations re-implemented in "
+             f"{report['crop'] or 'full'}{_shrunk(report)}; PSNR {PROTOCOL} RGB; degradations re-implemented in "
              "benchmarks/default_model_crosscheck.py (not the training code); blind.", "",
              "| degradation | implementation | input PSNR | output PSNR | gain dB | baseline PSNR | target | margin dB "
              "| result |", "|---|---|---:|---:|---:|---:|---|---:|---|"]
@@ -209,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="checkpoint path or model name (default: the bundled model)")
     parser.add_argument("--photos", default=None, help="folder of held-out photos (default: as default_model.py)")
     parser.add_argument("--crop", type=int, default=256, help="centre crop size (0 = whole image)")
+    parser.add_argument("--short-side", type=int, default=0,
+                        help="area-downscale each photo to this shorter side before the crop (0 = as stored)")
     parser.add_argument("--degradations", default=",".join(CROSSCHECK),
                         help=f"comma-separated subset of: {', '.join(CROSSCHECK)}")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch and OpenCV")
@@ -227,8 +230,8 @@ def crosscheck_keys(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> dict:
-    if args.threads < 1 or args.crop < 0:
-        raise ConfigError("--threads must be >= 1 and --crop >= 0")
+    if args.threads < 1 or args.crop < 0 or args.short_side < 0:
+        raise ConfigError("--threads must be >= 1, --crop and --short-side >= 0")
     keys = crosscheck_keys(args.degradations)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -238,11 +241,12 @@ def run(args: argparse.Namespace) -> dict:
     photos = []
     for p in paths:
         img = read_image(p).float()
-        img = img[:3] if img.shape[0] >= 3 else img.expand(3, -1, -1)
+        img = shrink_to_short_side(img[:3] if img.shape[0] >= 3 else img.expand(3, -1, -1), args.short_side, p.name)
         photos.append((p.name, centre_crop(img, args.crop).permute(1, 2, 0).numpy().astype(np.float64)))
     spec = default_model_spec() if args.model is None else args.model
     predictor = Predictor(load_model(spec, device="cpu"), device="cpu", precision="fp32")
-    report = {"model": str(spec), "photos": [n for n, _ in photos], "crop": args.crop, "protocol": PROTOCOL, "rows": []}
+    report = {"model": str(spec), "photos": [n for n, _ in photos], "crop": args.crop, "short_side": args.short_side,
+              "protocol": PROTOCOL, "rows": []}
     for key in keys:
         t0 = time.perf_counter()
         row = evaluate(key, photos, predictor)

@@ -164,3 +164,36 @@ def test_float_inputs_skip_the_8bit_rounding(bench, tmp_path):
     for floats, image in ((False, rounded), (True, lq)):
         assert rows[floats]["per_image"][0]["input_psnr"] == pytest.approx(
             bench.psnr(image, clean, protocol=bench.PROTOCOL), abs=1e-9)
+
+
+def test_short_side_shrinks_each_photo_before_scoring_and_refuses_to_upscale(bench, tmp_path, capsys):
+    import cv2
+
+    from anyrestore.degradations import degrade
+    from anyrestore.io import read_image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(CHELSEA, photos / "chelsea.png")  # 300x451
+    out = tmp_path / "r.json"
+    rc = bench.main(["--model", "classical", "--photos", str(photos), "--crop", "0", "--short-side", "120",
+                     "--degradations", "noise:25", "--no-speed", "--threads", "1", "--json", str(out),
+                     "--markdown", str(tmp_path / "r.md")])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["short_side"] == 120 and "120-px shorter side" in (tmp_path / "r.md").read_text()
+    # independent: OpenCV's area resize of the stored 8-bit file, then the documented seed
+    stored = cv2.cvtColor(cv2.imread(str(CHELSEA)), cv2.COLOR_BGR2RGB)
+    h, w = stored.shape[:2]
+    small = cv2.resize(stored, (round(w * 120 / h), 120), interpolation=cv2.INTER_AREA)
+    clean = torch.from_numpy(small).permute(2, 0, 1).float() / 255
+    assert torch.equal(bench.shrink_to_short_side(read_image(CHELSEA)[:3], 120, "c"), clean)
+    lq, _ = degrade(clean, "noise:25", seed=zlib.crc32(b"default-model/noise:25/chelsea.png"))
+    assert report["rows"][0]["input_psnr"] == pytest.approx(_psnr_uint8(lq, clean), abs=1e-6)
+
+    capsys.readouterr()
+    rc = bench.main(["--model", "classical", "--photos", str(photos), "--short-side", "301", "--no-speed",
+                     "--json", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not (tmp_path / "x.json").exists()
+    assert len(err) == 1 and "--short-side 301 is larger than chelsea.png's shorter side (300 px)" in err[0]

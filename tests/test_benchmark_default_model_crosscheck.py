@@ -104,3 +104,20 @@ def test_unknown_degradation_is_a_one_line_error(tmp_path, capsys):
     assert rc == 2 and not (tmp_path / "x.json").exists()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nosie:25" in err[0]
+
+
+def test_short_side_shrinks_the_photos_first(tmp_path):
+    from anyrestore.io import read_image
+
+    out = tmp_path / "r.json"
+    rc = cc.main(["--model", "classical", "--photos", str(_photo_dir(tmp_path)), "--crop", "0", "--short-side", "100",
+                  "--threads", "1", "--degradations", "noise:25", "--json", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["short_side"] == 100
+    clean = cc.shrink_to_short_side(read_image(CHELSEA)[:3].float(), 100, "chelsea.png")
+    assert tuple(clean.shape) == (3, 100, 150)  # 300x451 -> 100x150
+    clean = clean.permute(1, 2, 0).numpy().astype(np.float64)
+    lq = cc.add_noise(clean, np.random.default_rng(zlib.crc32(b"crosscheck/noise:25/chelsea.png")), 25)
+    mse = np.mean((np.round(lq * 255) - np.round(clean * 255)) ** 2)
+    assert report["rows"][0]["input_psnr"] == pytest.approx(10 * math.log10(255**2 / mse), abs=1e-6)
