@@ -168,7 +168,7 @@ def test_a_whole_photo_the_route_takes_keeps_the_cautious_exposure_head_when_it_
     identity), whatever its size; the others of the batch get the photo head's (here wherever it may run)."""
     from anyrestore.archs import tone_curve
 
-    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", 0.0)
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", (0.0, 1e-6))
     model = build_model("nafnet-tiny", jpeg_projection=True, jpeg_expert=True, tone_curve=True,
                         photo_tone_curve=True, photo_min_side=64)
     randomize_parameters(model, seed=3, scale=0.05)

@@ -11,7 +11,6 @@ from safetensors import safe_open
 
 from _cli_testutil import load_script, randomize_parameters
 from anyrestore.archs import build_model
-from anyrestore.archs.tone_curve import PHOTO_BRIGHTENING as PHOTO_BRIGHTENING_SHIPPED
 from anyrestore.archs.tone_curve import (PHOTO_MIN_SIDE, GlobalToneCurve, ToneCurveBySize, apply_curve,
                                          brightness_features, curve_knots, thumbnail)
 from anyrestore.checkpoints import load_model, save_model
@@ -361,7 +360,7 @@ def _two_headed_tiny(seed: int = 20, **kwargs):
 def test_whole_photos_by_size_or_by_a_non_square_frame_may_take_the_photo_head(size, head, monkeypatch):
     from anyrestore.archs import tone_curve
 
-    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", 0.0)  # every whole photo looks under-exposed
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", (0.0, 1e-6))  # every whole photo looks under-exposed
     model = _two_headed_tiny()
     degraded = _rand(1, 3, *size, seed=21) * 0.3
     with torch.no_grad():
@@ -385,42 +384,43 @@ def test_the_photo_threshold_is_a_model_setting():
 def test_router_passes_an_image_without_its_head_unchanged(monkeypatch):
     from anyrestore.archs import tone_curve
 
-    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", 0.0)  # the photo head's curve wherever it may run
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", (0.0, 1e-6))  # the photo head's curve wherever it may run
     router = ToneCurveBySize(None, _randomize_head(GlobalToneCurve()))
     small, large = _rand(1, 3, 40, 50), _rand(1, 3, PHOTO_MIN_SIDE, PHOTO_MIN_SIDE)
     assert torch.equal(router(small, small * 0.5), small * 0.5)
     assert not torch.equal(router(large, large * 0.5), large * 0.5)
 
 
-def test_a_whole_photo_takes_the_photo_curve_only_where_that_one_brightens_enough(monkeypatch):
+def test_a_whole_photo_blends_in_the_photo_curve_by_how_much_that_one_brightens(monkeypatch):
     from anyrestore.archs import tone_curve
 
     photo, crop = _randomize_head(GlobalToneCurve(), 2), _randomize_head(GlobalToneCurve(), 1)
     large = _rand(2, 3, PHOTO_MIN_SIDE, PHOTO_MIN_SIDE, seed=3) * torch.tensor([0.4, 0.9]).view(2, 1, 1, 1)
     by_photo, by_crop = photo(large, large).detach(), crop(large, large).detach()
     assert (by_photo - by_crop).abs().amax(dim=(1, 2, 3)).min() > 1e-3  # the test can tell the curves apart
-    ratios = by_photo.mean(dim=(1, 2, 3)) / large.mean(dim=(1, 2, 3))
+    ratios = [float(r) for r in by_photo.mean(dim=(1, 2, 3)) / large.mean(dim=(1, 2, 3))]
     assert ratios[0] < 1 < ratios[1]  # the photo head darkens the first image and brightens the second
     router = ToneCurveBySize(crop, photo)
-    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", 1.0)  # only the second image
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", (1.0, 1.0 + 1e-6))  # only the second image, fully
     torch.testing.assert_close(router(large, large), torch.cat([by_crop[:1], by_photo[1:]]), atol=1e-6, rtol=0)
-    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", float(ratios[1]) + 1e-3)  # neither
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", (ratios[1] + 1e-3, ratios[1] + 1.0))  # neither
     torch.testing.assert_close(router(large, large), by_crop, atol=1e-6, rtol=0)
-    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", float(ratios[0]) - 1e-3)  # both
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", (ratios[0] - 1.0, ratios[0] - 1e-3))  # both, fully
     torch.testing.assert_close(router(large, large), by_photo, atol=1e-6, rtol=0)
+    # on the ramp: the second image a quarter of the way up, so a quarter of the photo curve
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", (ratios[1] - 0.1, ratios[1] + 0.3))
+    torch.testing.assert_close(router(large, large)[1:], (0.75 * by_crop + 0.25 * by_photo)[1:], atol=1e-5, rtol=0)
     small = large[..., :300, :300]  # a square crop: the crop head's curve however much the photo head brightens
     torch.testing.assert_close(router(small, small), crop(small, small), atol=1e-6, rtol=0)
-    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", 1.0)  # without a crop head: the identity in its place
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", (1.0, 1.0 + 1e-6))  # without a crop head: the identity
     torch.testing.assert_close(ToneCurveBySize(None, photo)(large, large), torch.cat([large[:1], by_photo[1:]]),
                                atol=1e-6, rtol=0)
-    # measured: the shipped threshold lies between the rows that need no exposure change and low light
-    assert 1.35 < PHOTO_BRIGHTENING_SHIPPED < 1.51
 
 
 def test_a_photo_marked_jpeg_only_keeps_the_crop_curve_unless_that_one_brightens(monkeypatch):
     from anyrestore.archs import tone_curve
 
-    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", 0.0)  # unmarked photos: the photo head's curve
+    monkeypatch.setattr(tone_curve, "PHOTO_BRIGHTENING", (0.0, 1e-6))  # unmarked photos: the photo head's curve
     photo, brightening, keeping = _randomize_head(GlobalToneCurve(), 2), _randomize_head(GlobalToneCurve(), 1), \
         GlobalToneCurve()  # untrained: the identity curve
     large = _rand(2, 3, PHOTO_MIN_SIDE, PHOTO_MIN_SIDE, seed=3) * 0.4

@@ -91,6 +91,31 @@ def test_default_model_brightens_an_under_exposed_whole_photo_with_its_photo_hea
     assert psnr(kept, photo) >= 40.0
 
 
+def test_default_model_gives_an_under_exposed_kodak_size_frame_the_photo_curve_and_a_square_crop_the_crop_curve():
+    """Session 31: a non-square frame under 640 px (Kodak's 512×768) counts as a whole photo, and the photo curve is
+    blended in by how much it brightens (here 2.3×, fully). The sample upscaled and darkened like the report's low
+    light: measured 11.65 -> 24.69 dB through the photo curve, 24.09 through the crop curve; the same at 512×512 (a
+    square crop) keeps the crop curve (23.93, photo curve 24.60); the clean frame stays within 60 dB of itself (71.7)."""
+    import torch.nn.functional as F
+
+    from anyrestore.degradations.light import low_light
+
+    clean = read_image(SAMPLES / "chelsea.png")[:3]
+    model = load_model()
+    for size, head in (((512, 768), model.photo_tone_curve), ((512, 512), model.tone_curve)):
+        photo = (F.interpolate(clean[None], size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+                 * 255).round() / 255
+        dark = (low_light(photo, gamma=2.2, scale=0.8) * 255).round() / 255
+        other = model.tone_curve if head is model.photo_tone_curve else model.photo_tone_curve
+        with torch.inference_mode():
+            out, by_head, by_other = model.global_stage(dark, dark), head(dark, dark), other(dark, dark)
+            kept = model.global_stage(photo, photo)
+        assert psnr(out, photo) - psnr(dark, photo) >= 12.0, size
+        assert abs(psnr(out, photo) - psnr(by_head, photo)) < 0.05, size
+        assert abs(psnr(by_other, photo) - psnr(by_head, photo)) > 0.4, size  # the test can tell the curves apart
+        assert psnr(kept, photo) >= 60.0, size
+
+
 def test_default_model_deblurs_a_linear_motion_blur_and_leaves_the_clean_photo():
     """The motion stage: the held-out sample with a 13-pixel line blur at 60° (our library's kernel) gains ≥ 2 dB over
     the U-Net alone; on the clean photo the stage keeps its deconvolutions out (no pixel moves by 2/255)."""
