@@ -375,7 +375,7 @@ def test_the_photo_threshold_is_a_model_setting():
     model = _two_headed_tiny(25, photo_min_side=100)
     router = model.global_stage.stages[-1]
     assert isinstance(router, ToneCurveBySize) and router.min_side == 100
-    assert router.head_for(100, 300) is model.photo_tone_curve and router.head_for(99, 300) is model.tone_curve
+    assert router.is_whole_photo(100, 100) and not router.is_whole_photo(99, 99)
     assert _two_headed_tiny(25).global_stage.stages[-1].min_side == PHOTO_MIN_SIDE
     with pytest.raises(ValueError, match="photo_min_side must be a positive number of pixels, got 0"):
         build_model("nafnet-tiny", tone_curve=True, photo_tone_curve=True, photo_min_side=0)

@@ -80,8 +80,8 @@ def test_default_model_brightens_an_under_exposed_whole_photo_with_its_photo_hea
     dark = (low_light(photo, gamma=2.2, scale=0.8) * 255).round() / 255
     model = load_model()
     router = model.global_stage.stages[-1]  # the model's own threshold (its arch_kwargs' photo_min_side, 640)
-    assert router.head_for(660, 992) is model.photo_tone_curve and router.head_for(639, 639) is model.tone_curve
-    assert router.head_for(512, 768) is model.photo_tone_curve  # a Kodak-size frame is a whole photo too
+    assert router.is_whole_photo(660, 992) and not router.is_whole_photo(639, 639)
+    assert router.is_whole_photo(512, 768)  # a Kodak-size frame is a whole photo too
     with torch.inference_mode():
         brightened = model.global_stage(dark, dark)
         by_photo_head = model.photo_tone_curve(dark, dark)

@@ -174,10 +174,6 @@ class ToneCurveBySize(nn.Module):
         short, long = min(height, width), max(height, width)
         return short >= self.min_side or (short >= FRAME_MIN_SIDE and long >= FRAME_ASPECT * short)
 
-    def head_for(self, height: int, width: int) -> GlobalToneCurve | None:
-        """The head an image of this size may take its curve from: ``photo`` for a whole photo, else ``crop``."""
-        return self.photo if self.is_whole_photo(height, width) else self.crop
-
     def forward(self, degraded: torch.Tensor, restored: torch.Tensor,
                 jpeg_only: torch.Tensor | None = None) -> torch.Tensor:
         cautious = restored if self.crop is None else self.crop(degraded, restored)
