@@ -269,3 +269,21 @@ def test_opencv_demosaic_variants():
     assert torch.equal(bgr, rgb.flip(1))
     with pytest.raises(ValueError):
         mosaic.mosaic(x, method="magic")
+
+
+def test_snow_hardness_turns_soft_flakes_into_opaque_discs():
+    soft, disc = weather.flake_profile(3.0, 0.0), weather.flake_profile(3.0, 1.0)
+    assert soft.shape == disc.shape == (13, 13) and soft.max() == disc.max() == 1.0
+    x = torch.arange(13.0) - 6
+    dist = torch.sqrt(x[:, None] ** 2 + x[None, :] ** 2)
+    assert (disc[dist <= 2.5] == 1).all() and (disc[dist >= 3.5] == 0).all()
+    assert float((disc > 0.5).sum()) > 2.5 * float((soft > 0.5).sum())  # opaque flakes cover more
+    assert float(disc.sum()) > 2 * float(soft.sum())
+    torch.testing.assert_close(weather.flake_profile(3.0, 0.5), (soft + disc) / 2)
+    x = flat(0.2, 128)
+    s0 = weather.snow(x, density=20, radius=3, layers=3, generator=gen())
+    s1 = weather.snow(x, density=20, radius=3, layers=3, hardness=1.0, generator=gen())
+    assert torch.equal(weather.snow(x, density=20, radius=3, layers=3, hardness=0.0, generator=gen()), s0)
+    assert float((s1 - x).mean()) > 1.5 * float((s0 - x).mean())  # the same flakes, more snow on the image
+    with pytest.raises(ValueError, match="hardness in \\[0, 1\\]"):
+        weather.snow(x, density=20, radius=3, layers=1, hardness=1.5, generator=gen())

@@ -263,3 +263,18 @@ def test_ram_test_presets_match_the_opencv_protocol():
         _, buf = cv2.imencode(".jpg", rgb[..., ::-1].copy(), [cv2.IMWRITE_JPEG_QUALITY, 50])
         ref = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32)
         assert np.abs(coded[i].permute(1, 2, 0).numpy() * 255 - ref).max() <= 1 + 1e-3
+
+
+def test_snow_preset_adds_heavy_opaque_snow_to_the_noise_blur_mixture():
+    sampler = build_sampler("default-model-snow")
+    weights = {name: w for name, _, w in sampler.components}
+    assert weights == {**DEFAULT_MODEL_NOISE_BLUR_WEIGHTS, "heavy_snow": 8}
+    heavy = next(s for name, s, _ in sampler.components if name == "heavy_snow")
+    draws = [heavy.plan(g(seed)).steps[0] for seed in range(200)]
+    assert {step.name for step, _ in draws} == {"snow"}
+    density = torch.tensor([float(p["density"]) for _, p in draws])
+    hardness = torch.tensor([float(p["hardness"]) for _, p in draws])
+    assert density.min() >= 10 and density.max() <= 60 and density.max() > 50
+    assert hardness.min() >= 0 and hardness.max() <= 1 and hardness.min() < 0.1 and hardness.max() > 0.9
+    soft = next(s for name, s, _ in sampler.components if name == "snow")
+    assert all(float(soft.plan(g(seed)).steps[0][1]["hardness"]) == 0 for seed in range(20))

@@ -92,3 +92,33 @@ def test_grid_and_tables():
     table = markdown_table([result])
     assert "| m | 30.12/0.9123 | 30.12/0.9123 |" in table and "crop 4" in table
     assert csv_text([result]).splitlines()[1].startswith("m,p,a,30.1230,0.912340,2,ram,4,rgb,uint8")
+
+
+def test_train_only_freezes_every_parameter_outside_the_named_modules():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.meta = ModelMeta()
+            self.intro = nn.Conv2d(3, 4, 1)
+            self.blocks = nn.ModuleList([nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1)])
+            self.ending = nn.Conv2d(4, 3, 1)
+
+        def forward(self, x):
+            x = self.intro(x)
+            for b in self.blocks:
+                x = b(x)
+            return self.ending(x)
+
+    net = Net()
+    objective = build_objective({"type": "psnr", "train_only": ["intro", "blocks.1"]})
+    objective.prepare(net)
+    trainable = sorted(n for n, p in net.named_parameters() if p.requires_grad)
+    assert trainable == ["blocks.1.bias", "blocks.1.weight", "intro.bias", "intro.weight"]
+    objective(net, batch())["loss"].backward()
+    assert net.blocks[0].weight.grad is None and net.intro.weight.grad is not None
+    build_objective({"type": "psnr"}).prepare(net)  # no train_only: leaves the model as it is
+    assert sorted(n for n, p in net.named_parameters() if p.requires_grad) == trainable
+    with pytest.raises(ConfigError, match="train_only names no parameters of the model: blocks.2, block"):
+        build_objective({"type": "l1", "train_only": ["blocks.2", "block"]}).prepare(net)
+    with pytest.raises(ConfigError, match="train_only must be a non-empty list"):
+        build_objective({"type": "psnr", "train_only": "intro"})

@@ -178,12 +178,28 @@ def raindrop(img: torch.Tensor, *, count, radius, generator: GeneratorArg = None
 
 
 # ----------------------------------------------------------------------------------------------------------- snow
-def snow_mask(height: int, width: int, *, density: float, radius: float, layers: int,
+def flake_profile(radius: float, hardness: float = 0.0) -> torch.Tensor:
+    """One flake's opacity profile (K,K) with peak 1: a Gaussian of sigma radius/2 (``hardness`` 0, a soft flake)
+    blended towards a disc of that radius with a one-pixel anti-aliased rim (``hardness`` 1, an opaque flake, which
+    covers about three times the Gaussian's area at half its peak)."""
+    size = 2 * math.ceil(2 * radius) + 1
+    g = gaussian_1d(size, radius / 2)
+    soft = torch.outer(g, g) / g.max() ** 2
+    if hardness <= 0:
+        return soft
+    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    dist = torch.sqrt(x[:, None] ** 2 + x[None, :] ** 2)
+    disc = (radius + 0.5 - dist).clamp(0.0, 1.0)
+    return torch.lerp(soft, disc, float(hardness))
+
+
+def snow_mask(height: int, width: int, *, density: float, radius: float, layers: int, hardness: float = 0.0,
               generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """Procedural snow opacity M in [0,1], shape (1,H,W): ``M = 1 − Π(1 − M_l)`` over ``layers`` layers.
 
-    Layer l (0 = nearest) holds Poisson(density·H·W/10⁴) soft flakes with a Gaussian profile of radius
-    radius·(1 − 0.3·l) and opacity U[0.6, 1]; with probability 1/2 a layer is smeared by a short motion streak.
+    Layer l (0 = nearest) holds Poisson(density·H·W/10⁴) flakes of radius radius·(1 − 0.3·l) and opacity
+    U[0.6, 1], soft or opaque by ``hardness`` (:func:`flake_profile`); with probability 1/2 a layer is smeared by a
+    short motion streak.
     """
     keep = torch.ones(1, 1, height, width)
     for layer in range(int(layers)):
@@ -194,10 +210,12 @@ def snow_mask(height: int, width: int, *, density: float, radius: float, layers:
         impulses = torch.zeros(height * width)
         idx = (u[:, 0] * height).long().clamp(max=height - 1) * width + (u[:, 1] * width).long().clamp(max=width - 1)
         impulses.index_put_((idx,), 0.6 + 0.4 * u[:, 2], accumulate=True)
-        size = 2 * math.ceil(2 * r) + 1
-        prof = gaussian_1d(size, r / 2)
-        prof = prof / prof.max()  # separable profile with peak 1: a flake's peak opacity is its drawn opacity
-        m = filter_separable(impulses.view(1, 1, height, width), prof[None], border="constant")
+        if hardness <= 0:  # separable profile with peak 1: a flake's peak opacity is its drawn opacity
+            size = 2 * math.ceil(2 * r) + 1
+            prof = gaussian_1d(size, r / 2)
+            m = filter_separable(impulses.view(1, 1, height, width), (prof / prof.max())[None], border="constant")
+        else:
+            m = filter2d(impulses.view(1, 1, height, width), flake_profile(r, hardness)[None], border="constant")
         streak = rand((2,), generator, "cpu")
         if float(streak[0]) < 0.5:
             length = 2 * r
@@ -209,22 +227,25 @@ def snow_mask(height: int, width: int, *, density: float, radius: float, layers:
     return (1 - keep)[0].to(device)
 
 
-def snow(img: torch.Tensor, *, density, radius, layers, generator: GeneratorArg = None) -> torch.Tensor:
+def snow(img: torch.Tensor, *, density, radius, layers, hardness=0.0, generator: GeneratorArg = None) -> torch.Tensor:
     """Composite white snow: ``I·(1 − M) + M`` with a procedural mask per sample (:func:`snow_mask`).
 
     Args:
         density: flakes per 10⁴ pixels per layer.
         radius: flake radius of the nearest layer in pixels.
         layers: number of layers (1–3).
+        hardness: 0 soft Gaussian flakes … 1 opaque discs (:func:`flake_profile`).
     """
     check_image(img)
     b, c, h, w = img.shape
     dn = per_sample(density, b, name="density", dtype=torch.float64)
     rd = per_sample(radius, b, name="radius", dtype=torch.float64)
     ly = per_sample(layers, b, name="layers", dtype=torch.float64)
-    if (dn < 0).any() or (rd <= 0).any() or (ly < 1).any():
-        raise ValueError("snow density must be >= 0, radius > 0 and layers >= 1")
+    hd = per_sample(hardness, b, name="hardness", dtype=torch.float64)
+    if (dn < 0).any() or (rd <= 0).any() or (ly < 1).any() or (hd < 0).any() or (hd > 1).any():
+        raise ValueError("snow density must be >= 0, radius > 0, layers >= 1 and hardness in [0, 1]")
     gens = generators(generator, b)
     m = torch.stack([snow_mask(h, w, density=float(dn[i]), radius=float(rd[i]), layers=int(ly[i]),
-                               generator=gens[i], device=img.device) for i in range(b)]).to(img.dtype)
+                               hardness=float(hd[i]), generator=gens[i], device=img.device)
+                     for i in range(b)]).to(img.dtype)
     return img * (1 - m) + m

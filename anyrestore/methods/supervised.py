@@ -13,12 +13,13 @@ others in [0,1]. ``space: image`` always compares de-normalised [0,1] outputs.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
 
 from anyrestore.engine.objectives import model_space, register_objective
+from anyrestore.errors import ConfigError
 
 
 class SupervisedObjective:
@@ -30,6 +31,8 @@ class SupervisedObjective:
         fft_weight: weight of the frequency-domain L1 term (0 disables it).
         eps: Charbonnier epsilon, or the PSNR loss's MSE floor.
         space: ``"model"`` (normalised space when the model has one) or ``"image"`` ([0,1]).
+        train_only: module paths (``"intro"``, ``"encoders.0"``): only their parameters train, every other one is
+            frozen (``None``: all train). A path that names no parameter of the model is an error.
     """
 
     def __init__(
@@ -40,6 +43,7 @@ class SupervisedObjective:
         fft_weight: float = 0.0,
         eps: float = 1e-3,
         space: Literal["model", "image"] = "model",
+        train_only: Sequence[str] | None = None,
     ) -> None:
         if loss not in ("l1", "charbonnier", "psnr"):
             raise ValueError(f"loss must be 'l1', 'charbonnier' or 'psnr', got {loss!r}")
@@ -48,6 +52,19 @@ class SupervisedObjective:
         if weight < 0 or fft_weight < 0 or eps <= 0:
             raise ValueError("weight and fft_weight must be >= 0 and eps > 0")
         self.loss, self.weight, self.fft_weight, self.eps, self.space = loss, float(weight), float(fft_weight), float(eps), space
+        if train_only is not None and (isinstance(train_only, str) or not train_only):
+            raise ConfigError(f"train_only must be a non-empty list of module paths, got {train_only!r}")
+        self.train_only = None if train_only is None else [str(p) for p in train_only]
+
+    def prepare(self, model: nn.Module) -> None:
+        if self.train_only is None:
+            return
+        names = [n for n, _ in model.named_parameters()]
+        unused = [p for p in self.train_only if not any(n.startswith(p + ".") for n in names)]
+        if unused:
+            raise ConfigError(f"train_only names no parameters of the model: {', '.join(unused)}")
+        for name, param in model.named_parameters():
+            param.requires_grad_(any(name.startswith(p + ".") for p in self.train_only))
 
     def __call__(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         meta = model_space(model)
@@ -80,21 +97,27 @@ register_objective("supervised")(SupervisedObjective)
 
 
 @register_objective("l1")
-def l1_objective(*, weight: float = 1.0, fft_weight: float = 0.0, space: Literal["model", "image"] = "model") -> SupervisedObjective:
+def l1_objective(*, weight: float = 1.0, fft_weight: float = 0.0, space: Literal["model", "image"] = "model",
+                 train_only: Sequence[str] | None = None) -> SupervisedObjective:
     """Plain L1 (optionally + FFT term)."""
-    return SupervisedObjective(loss="l1", weight=weight, fft_weight=fft_weight, space=space)
+    return SupervisedObjective(loss="l1", weight=weight, fft_weight=fft_weight, space=space, train_only=train_only)
 
 
 @register_objective("charbonnier")
 def charbonnier_objective(
-    *, weight: float = 1.0, fft_weight: float = 0.0, eps: float = 1e-3, space: Literal["model", "image"] = "model"
+    *, weight: float = 1.0, fft_weight: float = 0.0, eps: float = 1e-3, space: Literal["model", "image"] = "model",
+    train_only: Sequence[str] | None = None,
 ) -> SupervisedObjective:
     """Charbonnier (smooth L1-like) loss (optionally + FFT term)."""
-    return SupervisedObjective(loss="charbonnier", weight=weight, fft_weight=fft_weight, eps=eps, space=space)
+    return SupervisedObjective(loss="charbonnier", weight=weight, fft_weight=fft_weight, eps=eps, space=space,
+                               train_only=train_only)
 
 
 @register_objective("psnr")
 def psnr_objective(*, weight: float = 1.0, fft_weight: float = 0.0, eps: float = 1e-8,
-                   space: Literal["model", "image"] = "image") -> SupervisedObjective:
-    """Per-sample PSNR loss (``mean_i 10·log10(MSE_i + eps)``, i.e. minus the batch-mean PSNR of [0,1] images)."""
-    return SupervisedObjective(loss="psnr", weight=weight, fft_weight=fft_weight, eps=eps, space=space)
+                   space: Literal["model", "image"] = "image",
+                   train_only: Sequence[str] | None = None) -> SupervisedObjective:
+    """Per-sample PSNR loss (``mean_i 10·log10(MSE_i + eps)``, i.e. minus the batch-mean PSNR of [0,1] images);
+    ``train_only`` freezes every parameter outside the named modules."""
+    return SupervisedObjective(loss="psnr", weight=weight, fft_weight=fft_weight, eps=eps, space=space,
+                               train_only=train_only)
