@@ -95,7 +95,21 @@ def test_jpeg_variants_are_judged_by_the_jpeg_target_and_counted_apart(tmp_path,
     variant = rows["jpeg:30/4:4:4"]["status"] == "PASS"
     assert report["summary"]["variants"] == {"passed": int(variant), "failed": int(not variant)}
     assert report["summary"]["passed"] + report["summary"]["failed"] == 1
-    assert "Variants (other encoder settings, same targets):" in capsys.readouterr().out
+    assert "Variants (other settings, same targets):" in capsys.readouterr().out
+
+
+def test_heavy_snow_variant_covers_more_of_the_frame_and_is_judged_by_the_snow_target(tmp_path):
+    clean = np.full((128, 128, 3), 0.3)
+    medium = cc.CROSSCHECK["snow:medium"][1](clean, np.random.default_rng(0))
+    heavy = cc.CROSSCHECK["snow:heavy"][1](clean, np.random.default_rng(0))
+    covered = lambda x: float((x[..., 0] > 0.6).mean())  # noqa: E731
+    assert covered(heavy) > 2 * covered(medium) > 0
+    out = tmp_path / "r.json"
+    assert cc.main(["--model", "classical", "--photos", str(_photo_dir(tmp_path)), "--crop", "64", "--threads", "1",
+                    "--degradations", "snow:medium,snow:heavy", "--json", str(out)]) == 0
+    rows = {r["degradation"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["snow:heavy"]["target"] == rows["snow:medium"]["target"]
+    assert rows["snow:heavy"]["input_psnr"] < rows["snow:medium"]["input_psnr"]
 
 
 def test_unknown_degradation_is_a_one_line_error(tmp_path, capsys):
