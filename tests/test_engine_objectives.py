@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -122,3 +124,34 @@ def test_train_only_freezes_every_parameter_outside_the_named_modules():
         build_objective({"type": "l1", "train_only": ["blocks.2", "block"]}).prepare(net)
     with pytest.raises(ConfigError, match="train_only must be a non-empty list"):
         build_objective({"type": "psnr", "train_only": "intro"})
+
+
+def test_keep_outputs_except_supervises_other_samples_by_the_starting_model():
+    net = nn.Sequential(nn.Conv2d(3, 3, 1))
+    net.meta = ModelMeta()
+    objective = build_objective({"type": "l1", "keep_outputs_except": ["snow"]})
+    objective.prepare(net)
+    b = batch()
+    b["labels"] = [{"steps": [{"type": "noise"}, {"type": "snow"}]}, {"steps": [{"type": "noise"}]}]
+    with torch.no_grad():
+        start = net(b["lq"])
+        net[0].bias.add_(0.1)  # training moved the model; the anchor stays where it started
+        now = net(b["lq"])
+    loss = objective(net, b)["loss"]
+    expected = torch.cat([(now[0] - b["gt"][0]).abs().flatten(), (now[1] - start[1]).abs().flatten()]).mean()
+    torch.testing.assert_close(loss, expected)
+    b["labels"] = [{"steps": [{"type": "snow"}]}, {}]  # a sample without a label keeps its output too
+    loss = objective(net, b)["loss"]
+    expected = torch.cat([(now[0] - b["gt"][0]).abs().flatten(), (now[1] - start[1]).abs().flatten()]).mean()
+    torch.testing.assert_close(loss, expected)
+    # PSNR loss: a kept sample's MSE is its distance to the starting output plus that output's own MSE
+    psnr_objective = build_objective({"type": "psnr", "keep_outputs_except": ["snow"], "eps": 1e-8})
+    psnr_objective.prepare(copy.deepcopy(objective.anchor))  # the model as it started
+    mse = lambda a, c: (a - c).pow(2).mean()  # noqa: E731
+    expected = 10 * (torch.log10(mse(now[0], b["gt"][0]) + 1e-8)
+                     + torch.log10(mse(now[1], start[1]) + mse(start[1], b["gt"][1]) + 1e-8)) / 2
+    torch.testing.assert_close(psnr_objective(net, b)["loss"], expected)
+    with pytest.raises(RuntimeError, match="needs prepare"):
+        build_objective({"type": "psnr", "keep_outputs_except": ["snow"]})(net, b)
+    with pytest.raises(ConfigError, match="keep_outputs_except must be a non-empty list"):
+        build_objective({"type": "psnr", "keep_outputs_except": []})

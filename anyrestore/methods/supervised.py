@@ -13,6 +13,7 @@ others in [0,1]. ``space: image`` always compares de-normalised [0,1] outputs.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal, Sequence
 
 import torch
@@ -33,6 +34,13 @@ class SupervisedObjective:
         space: ``"model"`` (normalised space when the model has one) or ``"image"`` ([0,1]).
         train_only: module paths (``"intro"``, ``"encoders.0"``): only their parameters train, every other one is
             frozen (``None``: all train). A path that names no parameter of the model is an error.
+        keep_outputs_except: degradation types (``["snow"]``). A sample whose degradation has none of them is
+            supervised by the output of the model as training found it (its pretrained weights, a frozen copy made
+            in ``prepare``) instead of by the clean image; the others by the clean image. A fine-tune that teaches
+            these types and leaves the rest of the model's behaviour where it was, for one more forward pass per step.
+            With the PSNR loss such a sample's MSE is its distance to that output plus that output's own MSE to the
+            clean image: a step away costs what the same error would cost a sample of that quality (with the
+            distance alone, near zero, the log would weigh the slightest drift above any restoration).
     """
 
     def __init__(
@@ -44,6 +52,7 @@ class SupervisedObjective:
         eps: float = 1e-3,
         space: Literal["model", "image"] = "model",
         train_only: Sequence[str] | None = None,
+        keep_outputs_except: Sequence[str] | None = None,
     ) -> None:
         if loss not in ("l1", "charbonnier", "psnr"):
             raise ValueError(f"loss must be 'l1', 'charbonnier' or 'psnr', got {loss!r}")
@@ -55,8 +64,15 @@ class SupervisedObjective:
         if train_only is not None and (isinstance(train_only, str) or not train_only):
             raise ConfigError(f"train_only must be a non-empty list of module paths, got {train_only!r}")
         self.train_only = None if train_only is None else [str(p) for p in train_only]
+        if keep_outputs_except is not None and (isinstance(keep_outputs_except, str) or not keep_outputs_except):
+            raise ConfigError(f"keep_outputs_except must be a non-empty list of degradation types, "
+                              f"got {keep_outputs_except!r}")
+        self.keep_outputs_except = None if keep_outputs_except is None else {str(t) for t in keep_outputs_except}
+        self.anchor: nn.Module | None = None
 
     def prepare(self, model: nn.Module) -> None:
+        if self.keep_outputs_except is not None:
+            self.anchor = copy.deepcopy(model).eval().requires_grad_(False)
         if self.train_only is None:
             return
         names = [n for n, _ in model.named_parameters()]
@@ -66,10 +82,29 @@ class SupervisedObjective:
         for name, param in model.named_parameters():
             param.requires_grad_(any(name.startswith(p + ".") for p in self.train_only))
 
+    def _kept(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Per sample, whether its target is the starting model's output (no step of an excepted type)."""
+        kept = []
+        for label in batch["labels"]:
+            types = {step.get("type") for step in (label or {}).get("steps", [])}
+            kept.append(not types & self.keep_outputs_except)
+        return torch.tensor(kept, device=batch["gt"].device)
+
     def __call__(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         meta = model_space(model)
         pred = model(meta.normalize(batch["lq"]))
         target = batch["gt"]
+        floor = torch.zeros(target.shape[0], device=target.device)  # per sample: the starting model's own MSE
+        if self.keep_outputs_except is not None:
+            if self.anchor is None:
+                raise RuntimeError("keep_outputs_except needs prepare(model) before the first step")
+            kept = self._kept(batch)
+            if kept.any():
+                self.anchor.to(batch["lq"].device)
+                with torch.no_grad():
+                    before = meta.denormalize(self.anchor(meta.normalize(batch["lq"]))).to(target.dtype)
+                floor = torch.where(kept, (before - target).float().pow(2).flatten(1).mean(1), floor)
+                target = torch.where(kept.view(-1, 1, 1, 1), before, target)
         if self.space == "model":
             target = meta.normalize(target)
         else:
@@ -79,7 +114,7 @@ class SupervisedObjective:
         if self.loss == "l1":
             pixel = diff.abs().mean()
         elif self.loss == "psnr":
-            pixel = 10.0 * torch.log10(diff.pow(2).flatten(1).mean(1) + self.eps).mean()
+            pixel = 10.0 * torch.log10(diff.pow(2).flatten(1).mean(1) + floor + self.eps).mean()
         else:
             pixel = torch.sqrt(diff * diff + self.eps * self.eps).mean()
         out = {f"{self.loss}": pixel}
@@ -98,26 +133,29 @@ register_objective("supervised")(SupervisedObjective)
 
 @register_objective("l1")
 def l1_objective(*, weight: float = 1.0, fft_weight: float = 0.0, space: Literal["model", "image"] = "model",
-                 train_only: Sequence[str] | None = None) -> SupervisedObjective:
+                 train_only: Sequence[str] | None = None,
+                 keep_outputs_except: Sequence[str] | None = None) -> SupervisedObjective:
     """Plain L1 (optionally + FFT term)."""
-    return SupervisedObjective(loss="l1", weight=weight, fft_weight=fft_weight, space=space, train_only=train_only)
+    return SupervisedObjective(loss="l1", weight=weight, fft_weight=fft_weight, space=space, train_only=train_only,
+                               keep_outputs_except=keep_outputs_except)
 
 
 @register_objective("charbonnier")
 def charbonnier_objective(
     *, weight: float = 1.0, fft_weight: float = 0.0, eps: float = 1e-3, space: Literal["model", "image"] = "model",
-    train_only: Sequence[str] | None = None,
+    train_only: Sequence[str] | None = None, keep_outputs_except: Sequence[str] | None = None,
 ) -> SupervisedObjective:
     """Charbonnier (smooth L1-like) loss (optionally + FFT term)."""
     return SupervisedObjective(loss="charbonnier", weight=weight, fft_weight=fft_weight, eps=eps, space=space,
-                               train_only=train_only)
+                               train_only=train_only, keep_outputs_except=keep_outputs_except)
 
 
 @register_objective("psnr")
 def psnr_objective(*, weight: float = 1.0, fft_weight: float = 0.0, eps: float = 1e-8,
                    space: Literal["model", "image"] = "image",
-                   train_only: Sequence[str] | None = None) -> SupervisedObjective:
+                   train_only: Sequence[str] | None = None,
+                   keep_outputs_except: Sequence[str] | None = None) -> SupervisedObjective:
     """Per-sample PSNR loss (``mean_i 10·log10(MSE_i + eps)``, i.e. minus the batch-mean PSNR of [0,1] images);
-    ``train_only`` freezes every parameter outside the named modules."""
+    ``train_only`` and ``keep_outputs_except`` as in :class:`SupervisedObjective`."""
     return SupervisedObjective(loss="psnr", weight=weight, fft_weight=fft_weight, eps=eps, space=space,
-                               train_only=train_only)
+                               train_only=train_only, keep_outputs_except=keep_outputs_except)
