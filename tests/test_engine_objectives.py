@@ -151,6 +151,13 @@ def test_keep_outputs_except_supervises_other_samples_by_the_starting_model():
     expected = 10 * (torch.log10(mse(now[0], b["gt"][0]) + 1e-8)
                      + torch.log10(mse(now[1], start[1]) + mse(start[1], b["gt"][1]) + 1e-8)) / 2
     torch.testing.assert_close(psnr_objective(net, b)["loss"], expected)
+    # keep_weight: a kept sample's distance costs that many times the same error
+    heavier = build_objective({"type": "l1", "keep_outputs_except": ["snow"], "keep_weight": 4.0})
+    heavier.prepare(copy.deepcopy(objective.anchor))
+    expected = ((now[0] - b["gt"][0]).abs().mean() + 4 * (now[1] - start[1]).abs().mean()) / 2
+    torch.testing.assert_close(heavier(net, b)["loss"], expected)
+    with pytest.raises(ConfigError, match="keep_weight must be > 0 and needs keep_outputs_except"):
+        build_objective({"type": "psnr", "keep_weight": 4.0})
     with pytest.raises(RuntimeError, match="needs prepare"):
         build_objective({"type": "psnr", "keep_outputs_except": ["snow"]})(net, b)
     with pytest.raises(ConfigError, match="keep_outputs_except must be a non-empty list"):

@@ -41,6 +41,8 @@ class SupervisedObjective:
             With the PSNR loss such a sample's MSE is its distance to that output plus that output's own MSE to the
             clean image: a step away costs what the same error would cost a sample of that quality (with the
             distance alone, near zero, the log would weigh the slightest drift above any restoration).
+        keep_weight: how much more a kept sample's distance to the starting output costs than the same error
+            would (its pixel loss, or with the PSNR loss its distance before the log, is multiplied by it).
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class SupervisedObjective:
         space: Literal["model", "image"] = "model",
         train_only: Sequence[str] | None = None,
         keep_outputs_except: Sequence[str] | None = None,
+        keep_weight: float = 1.0,
     ) -> None:
         if loss not in ("l1", "charbonnier", "psnr"):
             raise ValueError(f"loss must be 'l1', 'charbonnier' or 'psnr', got {loss!r}")
@@ -68,6 +71,9 @@ class SupervisedObjective:
             raise ConfigError(f"keep_outputs_except must be a non-empty list of degradation types, "
                               f"got {keep_outputs_except!r}")
         self.keep_outputs_except = None if keep_outputs_except is None else {str(t) for t in keep_outputs_except}
+        if keep_weight <= 0 or (keep_weight != 1.0 and keep_outputs_except is None):
+            raise ConfigError(f"keep_weight must be > 0 and needs keep_outputs_except, got {keep_weight}")
+        self.keep_weight = float(keep_weight)
         self.anchor: nn.Module | None = None
 
     def prepare(self, model: nn.Module) -> None:
@@ -95,6 +101,7 @@ class SupervisedObjective:
         pred = model(meta.normalize(batch["lq"]))
         target = batch["gt"]
         floor = torch.zeros(target.shape[0], device=target.device)  # per sample: the starting model's own MSE
+        weight = torch.ones(target.shape[0], device=target.device)
         if self.keep_outputs_except is not None:
             if self.anchor is None:
                 raise RuntimeError("keep_outputs_except needs prepare(model) before the first step")
@@ -104,6 +111,7 @@ class SupervisedObjective:
                 with torch.no_grad():
                     before = meta.denormalize(self.anchor(meta.normalize(batch["lq"]))).to(target.dtype)
                 floor = torch.where(kept, (before - target).float().pow(2).flatten(1).mean(1), floor)
+                weight = torch.where(kept, torch.full_like(weight, self.keep_weight), weight)
                 target = torch.where(kept.view(-1, 1, 1, 1), before, target)
         if self.space == "model":
             target = meta.normalize(target)
@@ -112,11 +120,11 @@ class SupervisedObjective:
         pred = pred.float()
         diff = pred - target.float()
         if self.loss == "l1":
-            pixel = diff.abs().mean()
+            pixel = (diff.abs().flatten(1).mean(1) * weight).mean()
         elif self.loss == "psnr":
-            pixel = 10.0 * torch.log10(diff.pow(2).flatten(1).mean(1) + floor + self.eps).mean()
+            pixel = 10.0 * torch.log10(diff.pow(2).flatten(1).mean(1) * weight + floor + self.eps).mean()
         else:
-            pixel = torch.sqrt(diff * diff + self.eps * self.eps).mean()
+            pixel = (torch.sqrt(diff * diff + self.eps * self.eps).flatten(1).mean(1) * weight).mean()
         out = {f"{self.loss}": pixel}
         total = self.weight * pixel
         if self.fft_weight > 0:
@@ -134,28 +142,32 @@ register_objective("supervised")(SupervisedObjective)
 @register_objective("l1")
 def l1_objective(*, weight: float = 1.0, fft_weight: float = 0.0, space: Literal["model", "image"] = "model",
                  train_only: Sequence[str] | None = None,
-                 keep_outputs_except: Sequence[str] | None = None) -> SupervisedObjective:
+                 keep_outputs_except: Sequence[str] | None = None, keep_weight: float = 1.0) -> SupervisedObjective:
     """Plain L1 (optionally + FFT term)."""
     return SupervisedObjective(loss="l1", weight=weight, fft_weight=fft_weight, space=space, train_only=train_only,
-                               keep_outputs_except=keep_outputs_except)
+                               keep_outputs_except=keep_outputs_except, keep_weight=keep_weight)
 
 
 @register_objective("charbonnier")
 def charbonnier_objective(
     *, weight: float = 1.0, fft_weight: float = 0.0, eps: float = 1e-3, space: Literal["model", "image"] = "model",
     train_only: Sequence[str] | None = None, keep_outputs_except: Sequence[str] | None = None,
+    keep_weight: float = 1.0,
 ) -> SupervisedObjective:
     """Charbonnier (smooth L1-like) loss (optionally + FFT term)."""
     return SupervisedObjective(loss="charbonnier", weight=weight, fft_weight=fft_weight, eps=eps, space=space,
-                               train_only=train_only, keep_outputs_except=keep_outputs_except)
+                               train_only=train_only, keep_outputs_except=keep_outputs_except,
+                               keep_weight=keep_weight)
 
 
 @register_objective("psnr")
 def psnr_objective(*, weight: float = 1.0, fft_weight: float = 0.0, eps: float = 1e-8,
                    space: Literal["model", "image"] = "image",
                    train_only: Sequence[str] | None = None,
-                   keep_outputs_except: Sequence[str] | None = None) -> SupervisedObjective:
+                   keep_outputs_except: Sequence[str] | None = None,
+                   keep_weight: float = 1.0) -> SupervisedObjective:
     """Per-sample PSNR loss (``mean_i 10·log10(MSE_i + eps)``, i.e. minus the batch-mean PSNR of [0,1] images);
     ``train_only`` and ``keep_outputs_except`` as in :class:`SupervisedObjective`."""
     return SupervisedObjective(loss="psnr", weight=weight, fft_weight=fft_weight, eps=eps, space=space,
-                               train_only=train_only, keep_outputs_except=keep_outputs_except)
+                               train_only=train_only, keep_outputs_except=keep_outputs_except,
+                               keep_weight=keep_weight)
