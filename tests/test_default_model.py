@@ -47,6 +47,21 @@ def test_default_model_denoises_the_bundled_sample_by_4db():
     assert psnr(restored, clean) - psnr(noisy, clean) >= 4.0
 
 
+def test_default_model_removes_heavy_opaque_snow():
+    """Stage 17 (twenty-first release): snow that covers about a fifth of the frame with opaque flakes. The twentieth
+    release gained 3.2 dB here (it had seen snow covering at most 6 % with soft flakes); the twenty-first 11.1."""
+    from anyrestore.degradations import weather
+    from anyrestore.inference.predictor import Predictor
+
+    clean = read_image(SAMPLES / "chelsea.png")
+    snowy = weather.snow(clean[None], density=40, radius=3, layers=2, hardness=1.0,
+                         generator=torch.Generator().manual_seed(0))[0]
+    snowy = torch.round(snowy * 255) / 255
+    with torch.inference_mode():
+        restored = Predictor(load_model(), device="cpu")(snowy[None])[0]
+    assert psnr(restored, clean) - psnr(snowy, clean) >= 8.0
+
+
 def test_default_model_brightens_an_under_exposed_photo_and_leaves_a_clean_one():
     """The exposure curve: the bundled sample under-exposed (Retinex darkening γ 2.2 × 0.8, the quality report's
     low light; mean 0.20; the fourteenth release's curve: 11.6 -> 24.1 dB, the thirteenth's only 13.4) gains ≥ 6 dB;
@@ -207,7 +222,18 @@ def test_default_recipes_chain_and_the_cpu_stages_keep_dark_scenes_dark():
         [(s.name, s.weight, s.source, s.degradation) for s in last.data.streams]
     # the script chains exactly these recipes, in this order, each from the previous stage's weights
     script = (repo / "scripts" / "train_default.sh").read_text()
-    assert re.findall(r"^\s*train configs/default/(\w+)\.yaml", script, re.M) == [*names, "gpu_polish"]
+    assert re.findall(r"^\s*train configs/default/(\w+)\.yaml", script, re.M) == [*names, "gpu_polish",
+                                                                                 "snow_polish"]
+    # stage 17 (heavy snow): stage 6's streams and loss, heavy snow in every photo stream, and only the layers the
+    # JPEG expert has its own copy of train
+    snow = load_config(root / "snow_polish.yaml")
+    assert snow.objective["type"] == "psnr" and snow.model.strict is False
+    assert snow.objective["train_only"] == ["intro", "encoders.0", "encoders.1", "encoders.2", "downs", "ups",
+                                            "decoders", "ending"]
+    assert [(s.name, s.weight, s.source) for s in snow.data.streams] == \
+        [(s.name, s.weight, s.source) for s in last.data.streams]
+    assert [s.degradation for s in snow.data.streams][:4] == ["default-model-snow"] * 4
+    assert snow.data.streams[4].degradation == last.data.streams[4].degradation
 
 
 def test_dark_photo_script_darkens_reproducibly(tmp_path):
@@ -268,11 +294,12 @@ echo "python $*" >> {shlex.quote(str(log))}
            "TRAIN_OVERRIDES": "data.batch_size=32 data.crop=128", "LONG_ITERS": "77", "STAGE7": "1"}
     done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], env=env, check=True,
                           capture_output=True, text=True)
-    assert done.stdout.strip().endswith(f"{runs}/default-jpeg-expert/model.safetensors (copy to "
+    assert done.stdout.strip().endswith(f"{runs}/default-snow/model.safetensors (copy to "
                                         "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert [t[2] for t in trains] == [f"configs/default/{n}.yaml" for n in
-                                      ("pretrain", "finetune", "full", "long", "full_balanced", "gpu_polish")]
+                                      ("pretrain", "finetune", "full", "long", "full_balanced", "gpu_polish",
+                                       "snow_polish")]
     for call in trains:
         run_dir = call.index("--run-dir")
         assert call[run_dir - 2:run_dir] == ["data.batch_size=32", "data.crop=128"]
@@ -280,7 +307,7 @@ echo "python $*" >> {shlex.quote(str(log))}
     pretrained = [next((a for a in t if a.startswith("model.pretrained=")), None) for t in trains]
     assert pretrained[0] is None
     assert pretrained[1] == f"model.pretrained={stages[0]}/ckpt/iter_9.safetensors"   # latest checkpoint
-    for prev, arg in zip(stages[1:-1], pretrained[2:]):
+    for prev, arg in zip(stages[1:-2], pretrained[2:-1]):
         assert arg == f"model.pretrained={prev}/model.safetensors"
     assert "train.iterations=77" in trains[3]
     assert any(line.startswith("anyrestore mac") for line in log.read_text().splitlines())
@@ -291,7 +318,7 @@ echo "python $*" >> {shlex.quote(str(log))}
     whole = [line.split() for line in log.read_text().splitlines() if "scripts/train_global_stage.py" in line]
     assert [call[2] for call in whole] == ["tone_curve", "sharpen", "motion_deblur", "chroma_denoise", "coarse_pass",
                                          "tone_curve", "jpeg_projection", "photo_tone_curve"]
-    assert whole[0][whole[0].index("--weights") + 1] == f"{stages[-1]}/model.safetensors"
+    assert whole[0][whole[0].index("--weights") + 1] == f"{stages[-2]}/model.safetensors"
     assert whole[0][whole[0].index("-o") + 1] == f"{runs}/default-tone-curve/model.safetensors"
     assert whole[1][whole[1].index("--weights") + 1] == f"{runs}/default-tone-curve/model.safetensors"
     assert whole[1][whole[1].index("-o") + 1] == f"{runs}/default-sharpen/model.safetensors"
@@ -317,22 +344,30 @@ echo "python $*" >> {shlex.quote(str(log))}
     assert len(expert) == 1 and "--resume" not in expert[0]
     assert expert[0][expert[0].index("--weights") + 1] == f"{runs}/default-photo-exposure/model.safetensors"
     assert expert[0][expert[0].index("-o") + 1] == f"{runs}/default-jpeg-expert/model.safetensors"
-    assert expert[0][expert[0].index("--release") + 1] == "20"  # the shipped file's metadata 'release'
+    assert expert[0][expert[0].index("--release") + 1] == "20"
+    # stage 17: the U-Net's heavy-snow fine-tune starts from the expert's file, and its layers go back into it
+    assert pretrained[-1] == f"model.pretrained={runs}/default-jpeg-expert/model.safetensors"
+    splice = [line.split() for line in log.read_text().splitlines() if "scripts/splice_unet.py" in line]
+    assert len(splice) == 1
+    assert splice[0][splice[0].index("--weights") + 1] == f"{runs}/default-jpeg-expert/model.safetensors"
+    assert splice[0][splice[0].index("--unet") + 1] == f"{stages[-1]}/model.safetensors"
+    assert splice[0][splice[0].index("-o") + 1] == f"{runs}/default-snow/model.safetensors"
+    assert splice[0][splice[0].index("--release") + 1] == "21"  # the shipped file's metadata 'release'
     reports = [line for line in log.read_text().splitlines() if "benchmarks/default_model.py" in line]
-    assert len(reports) == 14
+    assert len(reports) == 15
 
     # STAGE7=0 (or no CUDA device under the default `auto`) ends at stage 6 and names its weights
     log.unlink()
     done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], check=True, capture_output=True,
                           text=True, env={**env, "STAGE7": "0", "RUNS": str(tmp_path / "runs_cpu")})
     assert "Stage 7 (configs/default/gpu_polish.yaml) skipped" in done.stdout
-    assert done.stdout.strip().endswith("/default-jpeg-expert/model.safetensors (copy to "
+    assert done.stdout.strip().endswith("/default-snow/model.safetensors (copy to "
                                         "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
-    assert trains[-1][2] == "configs/default/full_balanced.yaml"
+    assert [t[2] for t in trains[-2:]] == ["configs/default/full_balanced.yaml", "configs/default/snow_polish.yaml"]
     tone = next(line.split() for line in log.read_text().splitlines() if "train_global_stage.py tone_curve" in line)
     assert tone[tone.index("--weights") + 1].endswith("/default-full-balanced/model.safetensors")
-    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 13
+    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 14
     # an interrupted expert run leaves its checkpoint, and a re-run resumes it
     log.unlink()
     (tmp_path / "runs_cpu" / "default-jpeg-expert").mkdir()
@@ -386,3 +421,46 @@ def test_unet_recipes_build_the_unet_without_whole_image_stages():
         stage_prefixes = ("chroma_denoise.", "motion_deblur.", "sharpen.", "tone_curve.", "photo_tone_curve.",
                           "jpeg_expert.")
         assert not [k for k in model.state_dict() if k.startswith(stage_prefixes)]
+
+
+def test_splice_puts_a_fine_tuned_unet_into_the_full_model_and_leaves_the_rest_byte_for_byte(tmp_path, capsys):
+    import pytest
+
+    from _cli_testutil import load_script, randomize_parameters
+    from anyrestore.archs import build_model
+    from anyrestore.checkpoints import save_model
+
+    script = load_script("scripts/splice_unet.py")
+    full = randomize_parameters(build_model("nafnet-tiny", jpeg_projection=True, jpeg_expert=True), seed=0, scale=0.05)
+    save_model(full, tmp_path / "full.safetensors", release="20")
+    unet = build_model("nafnet-tiny")
+    unet.load_state_dict(full.state_dict(), strict=False)
+    with torch.no_grad():
+        unet.decoders[0][0].conv1.weight.add_(0.5)
+    save_model(unet, tmp_path / "unet.safetensors", weights="ema")
+    out = tmp_path / "spliced.safetensors"
+    args = ["--weights", str(tmp_path / "full.safetensors"), "--unet", str(tmp_path / "unet.safetensors")]
+    assert script.main([*args, "-o", str(out), "--release", "21"]) == 0
+    n_unet = len(unet.state_dict())
+    assert f"1 of {n_unet} U-Net tensors changed: decoders (1)" in capsys.readouterr().out
+    spliced = load_checkpoint(out)
+    for key, value in spliced.state_dict().items():
+        source = unet if key == "decoders.0.0.conv1.weight" else full
+        assert torch.equal(value, source.state_dict()[key]), key
+    with safe_open(out, "pt") as f:
+        meta = f.metadata()
+    assert (meta["release"], meta["stage"], meta["unet_weights"]) == ("21", "unet_splice", "unet.safetensors")
+    assert json.loads(meta["arch_kwargs"])["jpeg_expert"] is True
+    # a change in the layers the expert shares is named
+    with torch.no_grad():
+        unet.middle_blks[0].conv1.weight.add_(0.5)
+    save_model(unet, tmp_path / "unet.safetensors", weights="ema")
+    assert script.main([*args, "-o", str(out)]) == 0
+    assert "note: middle_blks changed, which the JPEG expert shares" in capsys.readouterr().out
+    # a U-Net of another shape is refused in one line, and nothing is written
+    other = build_model("nafnet-tiny", width=12)
+    save_model(other, tmp_path / "other.safetensors")
+    with pytest.raises(SystemExit, match="splice_unet: shape of .* differs"):
+        script.main(["--weights", str(tmp_path / "full.safetensors"), "--unet", str(tmp_path / "other.safetensors"),
+                     "-o", str(tmp_path / "no.safetensors")])
+    assert not (tmp_path / "no.safetensors").exists()
