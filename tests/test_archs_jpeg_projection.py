@@ -174,3 +174,14 @@ def test_the_training_script_switches_it_on_without_changing_a_tensor(tmp_path):
     assert refused.value.code == 2 and not refused_out.exists()
     with pytest.raises(SystemExit, match="already has a jpeg_projection stage"):
         script.main(["jpeg_projection", "--weights", str(out), "-o", str(tmp_path / "again.safetensors")])
+
+
+def test_the_default_gate_passes_a_dark_crop_that_moves_62_percent_and_refuses_noise_removal():
+    """Session 32's gate: the held-out dark crop at q30 4:2:2 moves 62.5 % of its AC coefficients under the
+    twenty-first release's U-Net and must still pass; removing noise that JPEG kept moves 70-95 % and must not."""
+    gate = JpegProjection()
+    stats = {"flat_blocks": 0.025, "moved_dc": 0.323, "moved_ac": 0.625}
+    assert gate.passes(stats)
+    assert not gate.passes({**stats, "moved_ac": 0.70})
+    assert not gate.passes({**stats, "moved_dc": 0.70})
+    assert not gate.passes({**stats, "flat_blocks": 0.01})
