@@ -178,15 +178,21 @@ def raindrop(img: torch.Tensor, *, count, radius, generator: GeneratorArg = None
 
 
 # ----------------------------------------------------------------------------------------------------------- snow
+def _flake_gaussian(radius: float) -> torch.Tensor:
+    """A soft flake's separable factor: the 1-D Gaussian of sigma radius/2 over 2·ceil(2·radius) + 1 taps (unit sum;
+    the profiles divide by its peak, so that a flake's peak opacity is its drawn opacity)."""
+    return gaussian_1d(2 * math.ceil(2 * radius) + 1, radius / 2)
+
+
 def flake_profile(radius: float, hardness: float = 0.0) -> torch.Tensor:
     """One flake's opacity profile (K,K) with peak 1: a Gaussian of sigma radius/2 (``hardness`` 0, a soft flake)
     blended towards a disc of that radius with a one-pixel anti-aliased rim (``hardness`` 1, an opaque flake, which
     covers about three times the Gaussian's area at half its peak)."""
-    size = 2 * math.ceil(2 * radius) + 1
-    g = gaussian_1d(size, radius / 2)
+    g = _flake_gaussian(radius)
     soft = torch.outer(g, g) / g.max() ** 2
     if hardness <= 0:
         return soft
+    size = g.numel()
     x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
     dist = torch.sqrt(x[:, None] ** 2 + x[None, :] ** 2)
     disc = (radius + 0.5 - dist).clamp(0.0, 1.0)
@@ -210,10 +216,9 @@ def snow_mask(height: int, width: int, *, density: float, radius: float, layers:
         impulses = torch.zeros(height * width)
         idx = (u[:, 0] * height).long().clamp(max=height - 1) * width + (u[:, 1] * width).long().clamp(max=width - 1)
         impulses.index_put_((idx,), 0.6 + 0.4 * u[:, 2], accumulate=True)
-        if hardness <= 0:  # separable profile with peak 1: a flake's peak opacity is its drawn opacity
-            size = 2 * math.ceil(2 * r) + 1
-            prof = gaussian_1d(size, r / 2)
-            m = filter_separable(impulses.view(1, 1, height, width), (prof / prof.max())[None], border="constant")
+        if hardness <= 0:  # soft flakes filter separably
+            g = _flake_gaussian(r)
+            m = filter_separable(impulses.view(1, 1, height, width), (g / g.max())[None], border="constant")
         else:
             m = filter2d(impulses.view(1, 1, height, width), flake_profile(r, hardness)[None], border="constant")
         streak = rand((2,), generator, "cpu")
