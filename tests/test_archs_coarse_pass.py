@@ -111,3 +111,47 @@ def test_the_training_script_switches_the_stage_on_without_changing_a_tensor(tmp
     script, _, out, _ = switch_on_weightless_stage(tmp_path, "coarse_pass")
     with pytest.raises(SystemExit, match="already has a coarse_pass stage"):
         script.main(["coarse_pass", "--weights", str(out), "-o", str(tmp_path / "again.safetensors")])
+
+
+def _smooth_scene(h: int, w: int, seed: int = 5) -> torch.Tensor:
+    """Bright, low-contrast and smooth (out-of-focus background), (1,3,H,W)."""
+    g = torch.Generator().manual_seed(seed)
+    blobs = F.interpolate(torch.rand(1, 3, h // 64, w // 64, generator=g), size=(h, w), mode="bicubic",
+                          align_corners=False)
+    return (0.55 + 0.2 * blobs).clamp(0.0, 1.0)
+
+
+def _false_dehaze(x: torch.Tensor, top: int, left: int, size: int) -> torch.Tensor:
+    """What a tile that took a smooth region for haze does: ``(x - A(1 - t)) / t`` with t = 0.5 on one square,
+    feathered into the rest of the frame."""
+    weight = torch.zeros_like(x[:, :1])
+    weight[..., top:top + size, left:left + size] = 1.0
+    weight = F.avg_pool2d(F.pad(weight, (16, 16, 16, 16), mode="replicate"), 33, stride=1)
+    dehazed = ((x - AIRLIGHT * 0.5) / 0.5).clamp(0, 1)
+    return x + weight * (dehazed - x)
+
+
+def test_a_veil_the_tiles_removed_from_a_smooth_region_is_put_back():
+    x = _smooth_scene(480, 768)
+    restored = _false_dehaze(x, 200, 400, 160)
+    blotch = (0, slice(None), slice(200, 360), slice(400, 560))
+    assert psnr(restored[blotch], x[blotch]) < 15
+    same = lambda y: y  # noqa: E731  the coarse restoration of the whole image finds nothing to dehaze
+    out = CoarsePass()(x, restored, same)
+    assert psnr(out[blotch], x[blotch]) > psnr(restored[blotch], x[blotch]) + 10
+    far = (slice(None), slice(None), slice(0, 120), slice(0, 200))  # away from the blotch nothing moves
+    assert torch.allclose(out[far], restored[far], atol=1e-6)
+    assert torch.equal(CoarsePass(restore_veil=False)(x, restored, same), restored)
+
+
+def test_removing_fine_bright_streaks_is_not_taken_for_a_false_dehaze():
+    """Rain removal also darkens a region against a coarse pass that keeps the streaks' veil, but the input's own
+    fine detail explains the change."""
+    clean = _smooth_scene(480, 768, seed=6)
+    g = torch.Generator().manual_seed(7)
+    streaks = (torch.rand(1, 1, 480, 768, generator=g) < 0.08).float()
+    streaks = F.conv2d(streaks, torch.ones(1, 1, 9, 1) / 3, padding=(4, 0)).clamp(0, 1)  # short vertical lines
+    rainy = (clean + 0.4 * streaks).clamp(0, 1)
+    same = lambda y: y  # noqa: E731  the coarse pass sees the streaks as a veil and keeps it
+    out = CoarsePass()(rainy, clean, same)
+    assert torch.equal(out, clean)

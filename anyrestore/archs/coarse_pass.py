@@ -18,6 +18,14 @@ least ``min_veil`` of the image on average. The coarse passes of rain, snow, blu
 the fine one too, but their fits imply dark airlights (0.0-0.5 on the held-out photos), and they are left alone.
 Images whose shorter side is below ``min_scale·side`` are already at the U-Net's scale and pass unchanged.
 The stage has no weights.
+
+The stage also guards against the opposite error (session 33). A tile sees only its own part of a large photo, and a
+smooth, bright, low-contrast tile (out-of-focus flowers at 2304×1440, blurred once more) can look hazy to the
+U-Net: it "dehazed" one 256² tile of a held-out photo to a dark blue blotch (−13.5 dB on the photo). Where the
+coarse restoration keeps a bright veil that the tiles removed (the fit ``c ≈ a·d + b`` with ``a < 1``, ``b > 0``),
+the tiles darkened the region, and the input has too little fine detail to explain the change (the local change
+of the mean is more than ``unexplained`` times the input's local high-pass deviation: rain and snow removal, which
+also darken, stay far below), the veil is put back (``restore_veil``). Ramps, not thresholds, keep it smooth.
 """
 from __future__ import annotations
 
@@ -40,13 +48,23 @@ class CoarsePass(nn.Module):
         eps: ridge of the fit, towards ``a = 1``.
         min_airlight: smallest mean airlight (0-1) the fit must imply.
         min_veil: smallest mean veil ``1 − 1/a``.
+        restore_veil: put back a bright veil the tiles removed where the coarse pass keeps it (see the module).
+        veil_radius: box radius of that fit, in coarse pixels (a tile's blotch is smaller than a haze ramp).
+        added_veil, darkening, unexplained: the (start, full) ramps of the veil put back ``1 − a``, of how much
+            darker the tiles left the region than the coarse pass (0-1 levels), and of the mean's change over the
+            input's local high-pass deviation.
     """
 
     def __init__(self, *, side: int = 192, min_scale: float = 2.0, radius: int = 8, eps: float = 1e-3,
-                 min_airlight: float = 0.6, min_veil: float = 0.005) -> None:
+                 min_airlight: float = 0.6, min_veil: float = 0.005, restore_veil: bool = True,
+                 veil_radius: int = 4, added_veil: tuple[float, float] = (0.01, 0.05),
+                 darkening: tuple[float, float] = (0.01, 0.03),
+                 unexplained: tuple[float, float] = (30.0, 60.0)) -> None:
         super().__init__()
         self.side, self.min_scale, self.radius, self.eps = side, min_scale, radius, eps
         self.min_airlight, self.min_veil = min_airlight, min_veil
+        self.restore_veil, self.veil_radius = restore_veil, veil_radius
+        self.added_veil, self.darkening, self.unexplained = added_veil, darkening, unexplained
 
     def coarse_size(self, height: int, width: int) -> tuple[int, int] | None:
         """The coarse pass's (H, W) for an image of this size, or None when the image is too small for one."""
@@ -64,6 +82,37 @@ class CoarsePass(nn.Module):
         gain = ((cov + self.eps) / (var + self.eps)).clamp_min(1.0)
         offset = (mean_c - gain * mean_f).clamp_max(0.0)
         return box_mean(gain, r), box_mean(offset, r)
+
+    def fit_kept_veil(self, fine: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel gain (B,1,h,w) <= 1 and offsets (B,C,h,w) >= 0 with ``coarse ≈ gain·fine + offset``: the veil
+        the coarse restoration keeps where the fine one removed it (radius ``veil_radius``)."""
+        r = self.veil_radius
+        mean_f, mean_c = box_mean(fine, r), box_mean(coarse, r)
+        cov = (box_mean(fine * coarse, r) - mean_f * mean_c).sum(1, keepdim=True)
+        var = (box_mean(fine * fine, r) - mean_f * mean_f).sum(1, keepdim=True)
+        gain = ((cov + self.eps) / (var + self.eps)).clamp_max(1.0)
+        offset = (mean_c - gain * mean_f).clamp_min(0.0)
+        return box_mean(gain, r), box_mean(offset, r)
+
+    def false_lift_weight(self, degraded: torch.Tensor, fine: torch.Tensor, coarse: torch.Tensor,
+                          gain: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """(B,1,h,w) in [0, 1]: how surely the tiles lifted a veil the whole image does not have (see the
+        module); ``fine`` and ``coarse`` at the coarse size, ``degraded`` at full size."""
+        def ramp(value: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+            return ((value - bounds[0]) / (bounds[1] - bounds[0])).clamp(0.0, 1.0)
+
+        r, size = self.veil_radius, fine.shape[-2:]
+        veil = 1 - gain
+        airlight = (offset / veil.clamp_min(1e-3)).mean(1, keepdim=True)
+        mean_f, mean_c = box_mean(fine, r), box_mean(coarse, r)
+        darker = box_mean(ramp((mean_c - mean_f).mean(1, keepdim=True), self.darkening), r)
+        grey = degraded.float().mean(1, keepdim=True)
+        high_pass = grey - F.avg_pool2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        deviation = box_mean(F.interpolate(high_pass ** 2, size=size, mode="area"), r).sqrt()
+        mean_in = box_mean(F.interpolate(degraded.float(), size=size, mode="area"), r)
+        change = (mean_in - mean_f).abs().mean(1, keepdim=True)
+        return (ramp(veil, self.added_veil) * (airlight >= self.min_airlight) * darker
+                * ramp(change / (deviation + 1e-3), self.unexplained))
 
     def veil_lifted(self, gain: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         """(B,) bool: the fit looks like haze removal (a bright implied airlight over enough of the image)."""
@@ -83,10 +132,20 @@ class CoarsePass(nn.Module):
         fine = F.interpolate(restored.float(), size=size, mode="area")
         gain, offset = self.fit(fine, coarse)
         keep = self.veil_lifted(gain, offset)
-        if not keep.any():
-            return restored
         full = restored.shape[-2:]
-        gain = F.interpolate(gain, size=full, mode="bilinear", align_corners=False)
-        offset = F.interpolate(offset, size=full, mode="bilinear", align_corners=False)
-        corrected = (gain * restored.float() + offset).clamp(0.0, 1.0).to(restored.dtype)
-        return torch.where(keep.view(-1, 1, 1, 1), corrected, restored)
+        out = restored
+        if keep.any():
+            up_gain = F.interpolate(gain, size=full, mode="bilinear", align_corners=False)
+            up_offset = F.interpolate(offset, size=full, mode="bilinear", align_corners=False)
+            corrected = (up_gain * restored.float() + up_offset).clamp(0.0, 1.0).to(restored.dtype)
+            out = torch.where(keep.view(-1, 1, 1, 1), corrected, restored)
+        if not self.restore_veil or keep.all():
+            return out
+        gain, offset = self.fit_kept_veil(fine, coarse)
+        weight = self.false_lift_weight(degraded, fine, coarse, gain, offset) * ~keep.view(-1, 1, 1, 1)
+        if not bool(weight.max() > 0):
+            return out
+        weight, gain, offset = (F.interpolate(t, size=full, mode="bilinear", align_corners=False)
+                                for t in (weight, gain, offset))
+        veiled = gain * out.float() + offset
+        return (out.float() + weight * (veiled - out.float())).clamp(0.0, 1.0).to(restored.dtype)
