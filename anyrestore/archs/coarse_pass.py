@@ -73,26 +73,27 @@ class CoarsePass(nn.Module):
             return None
         return max(1, round(height / scale)), max(1, round(width / scale))
 
+    def _local_fit(self, fine: torch.Tensor, coarse: torch.Tensor, radius: int, lifts: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Box-filtered ``coarse ≈ gain·fine + offset`` (one gain shared by the channels, ridge ``eps`` towards 1):
+        ``lifts`` clamps to a lifted veil (gain >= 1, offsets <= 0), else to a kept one (gain <= 1, offsets >= 0)."""
+        mean_f, mean_c = box_mean(fine, radius), box_mean(coarse, radius)
+        cov = (box_mean(fine * coarse, radius) - mean_f * mean_c).sum(1, keepdim=True)
+        var = (box_mean(fine * fine, radius) - mean_f * mean_f).sum(1, keepdim=True)
+        gain = (cov + self.eps) / (var + self.eps)
+        gain = gain.clamp_min(1.0) if lifts else gain.clamp_max(1.0)
+        offset = mean_c - gain * mean_f
+        offset = offset.clamp_max(0.0) if lifts else offset.clamp_min(0.0)
+        return box_mean(gain, radius), box_mean(offset, radius)
+
     def fit(self, fine: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-pixel gain (B,1,h,w) >= 1 and offsets (B,C,h,w) <= 0 with ``coarse ≈ gain·fine + offset``."""
-        r = self.radius
-        mean_f, mean_c = box_mean(fine, r), box_mean(coarse, r)
-        cov = (box_mean(fine * coarse, r) - mean_f * mean_c).sum(1, keepdim=True)
-        var = (box_mean(fine * fine, r) - mean_f * mean_f).sum(1, keepdim=True)
-        gain = ((cov + self.eps) / (var + self.eps)).clamp_min(1.0)
-        offset = (mean_c - gain * mean_f).clamp_max(0.0)
-        return box_mean(gain, r), box_mean(offset, r)
+        return self._local_fit(fine, coarse, self.radius, lifts=True)
 
     def fit_kept_veil(self, fine: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-pixel gain (B,1,h,w) <= 1 and offsets (B,C,h,w) >= 0 with ``coarse ≈ gain·fine + offset``: the veil
         the coarse restoration keeps where the fine one removed it (radius ``veil_radius``)."""
-        r = self.veil_radius
-        mean_f, mean_c = box_mean(fine, r), box_mean(coarse, r)
-        cov = (box_mean(fine * coarse, r) - mean_f * mean_c).sum(1, keepdim=True)
-        var = (box_mean(fine * fine, r) - mean_f * mean_f).sum(1, keepdim=True)
-        gain = ((cov + self.eps) / (var + self.eps)).clamp_max(1.0)
-        offset = (mean_c - gain * mean_f).clamp_min(0.0)
-        return box_mean(gain, r), box_mean(offset, r)
+        return self._local_fit(fine, coarse, self.veil_radius, lifts=False)
 
     def false_lift_weight(self, degraded: torch.Tensor, fine: torch.Tensor, coarse: torch.Tensor,
                           gain: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
