@@ -25,7 +25,8 @@ U-Net: it "dehazed" one 256² tile of a held-out photo to a dark blue blotch (�
 coarse restoration keeps a bright veil that the tiles removed (the fit ``c ≈ a·d + b`` with ``a < 1``, ``b > 0``),
 the tiles darkened the region, and the input has too little fine detail to explain the change (the local change
 of the mean is more than ``unexplained`` times the input's local high-pass deviation: rain and snow removal, which
-also darken, stay far below), the veil is put back (``restore_veil``). Ramps, not thresholds, keep it smooth.
+also darken, stay far below), the veil is put back (``restore_veil``). Ramps rather than thresholds keep the
+last three conditions smooth; the veil must imply a bright airlight (``min_airlight``), as for a lifted one.
 """
 from __future__ import annotations
 
