@@ -8,8 +8,8 @@ U-Net tensors by the run's and writes a new full model; every stage head and the
         --unet runs/default-snow-polish/model.safetensors -o model.safetensors --release 21
 
 It refuses a U-Net file with a tensor the full model lacks or shapes that differ, and says which parts of the
-U-Net changed (the layers the JPEG expert shares with the U-Net are ``encoders.3`` and ``middle_blks``: when they
-change, the expert's output changes too).
+U-Net changed, naming those the JPEG expert has no copy of (``jpeg_expert.*``) and shares with the U-Net (the
+default model's ``encoders.3`` and ``middle_blks``): when they change, the expert's output changes too.
 """
 from __future__ import annotations
 
@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parts = Counter(part_of(k) for k in changed)
     print(f"{len(changed)} of {len(unet.state_dict())} U-Net tensors changed: "
           + (", ".join(f"{p} ({n})" for p, n in sorted(parts.items())) or "none"))
-    shared = sorted(p for p in parts if p in ("encoders.3", "middle_blks"))
-    if shared and getattr(full, "jpeg_expert", None) is not None:
+    own_copy = {k.partition(".")[2] for k in state if k.startswith("jpeg_expert.")}  # what the expert owns
+    shared = sorted({part_of(k) for k in changed if k not in own_copy}) if own_copy else []
+    if shared:
         print(f"note: {', '.join(shared)} changed, which the JPEG expert shares: its output changes too")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_model(full, args.out, weights="ema", run=args.run, stage="unet_splice",

@@ -108,13 +108,15 @@ class CoarsePass(nn.Module):
         airlight = (offset / veil.clamp_min(1e-3)).mean(1, keepdim=True)
         mean_f, mean_c = box_mean(fine, r), box_mean(coarse, r)
         darker = box_mean(ramp((mean_c - mean_f).mean(1, keepdim=True), self.darkening), r)
+        weight = ramp(veil, self.added_veil) * (airlight >= self.min_airlight) * darker
+        if not bool(weight.max() > 0):  # the usual case: no full-resolution pass over the input needed
+            return weight
         grey = degraded.float().mean(1, keepdim=True)
         high_pass = grey - F.avg_pool2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
         deviation = box_mean(F.interpolate(high_pass ** 2, size=size, mode="area"), r).sqrt()
         mean_in = box_mean(F.interpolate(degraded.float(), size=size, mode="area"), r)
         change = (mean_in - mean_f).abs().mean(1, keepdim=True)
-        return (ramp(veil, self.added_veil) * (airlight >= self.min_airlight) * darker
-                * ramp(change / (deviation + 1e-3), self.unexplained))
+        return weight * ramp(change / (deviation + 1e-3), self.unexplained)
 
     def veil_lifted(self, gain: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         """(B,) bool: the fit looks like haze removal (a bright implied airlight over enough of the image)."""
