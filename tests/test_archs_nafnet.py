@@ -139,3 +139,13 @@ def test_maskdcpt_hook_points_all_visible_is_exact_noop():
             h.remove()
     assert torch.equal(same, ref)
     assert (masked - ref).abs().max() > 1e-3
+
+
+def test_whole_image_limit_is_a_model_setting_the_predictor_reads():
+    from anyrestore.inference import Predictor
+
+    assert build_model("nafnet-tiny").whole_image_pixels is None
+    model = build_model("nafnet-tiny", whole_image_pixels=100 * 100)
+    assert Predictor(model).whole_image_pixels == 100 * 100 and Predictor(model).default_tile == 100
+    with pytest.raises(ValueError, match="whole_image_pixels must be at least 4096"):
+        build_model("nafnet-tiny", whole_image_pixels=63 * 63)

@@ -464,3 +464,35 @@ def test_splice_puts_a_fine_tuned_unet_into_the_full_model_and_leaves_the_rest_b
         script.main(["--weights", str(tmp_path / "full.safetensors"), "--unet", str(tmp_path / "other.safetensors"),
                      "-o", str(tmp_path / "no.safetensors")])
     assert not (tmp_path / "no.safetensors").exists()
+
+
+def test_set_arch_option_revises_the_metadata_and_keeps_every_tensor(tmp_path, capsys):
+    import pytest
+
+    from _cli_testutil import load_script, randomize_parameters
+    from anyrestore.archs import build_model
+    from anyrestore.checkpoints import file_sha256, save_model
+
+    script = load_script("scripts/set_arch_option.py")
+    model = randomize_parameters(build_model("nafnet-tiny", jpeg_projection=True), seed=0, scale=0.05)
+    source = tmp_path / "model.safetensors"
+    save_model(model, source, release="21", run="some-run")
+    out = tmp_path / "revised.safetensors"
+    assert script.main(["--weights", str(source), "-o", str(out), "--option", "whole_image_pixels=65536",
+                        "--release", "22"]) == 0
+    assert "whole_image_pixels=65536, tensors unchanged" in capsys.readouterr().out
+    revised = load_checkpoint(out, strict=True)
+    assert revised.whole_image_pixels == 65536 and revised.jpeg_projection is not None
+    for key, value in model.state_dict().items():
+        assert torch.equal(revised.state_dict()[key], value), key
+    with safe_open(out, "pt") as f:
+        meta = f.metadata()
+    assert (meta["release"], meta["run"], meta["revised_from_sha256"]) == ("22", "some-run", file_sha256(source))
+    assert json.loads(meta["arch_kwargs"])["whole_image_pixels"] == 65536
+    # an option the architecture refuses, or a value that is not JSON, is one line and writes nothing
+    bad = tmp_path / "bad.safetensors"
+    with pytest.raises(SystemExit, match="set_arch_option: nafnet does not take whole_image_pixels=10"):
+        script.main(["--weights", str(source), "-o", str(bad), "--option", "whole_image_pixels=10"])
+    with pytest.raises(SystemExit, match="is not JSON"):
+        script.main(["--weights", str(source), "-o", str(bad), "--option", "whole_image_pixels=4M"])
+    assert not bad.exists()

@@ -120,6 +120,11 @@ def test_prefer_whole_image_is_read_from_the_model_not_the_wrapper():
     predictor = Predictor(model, device="cpu", channels_last=True, max_whole_pixels=16)
     predictor(_image(40, 40))
     assert predictor.last_run["mode"] == "whole"
+    model = _model("nafnet-tiny")
+    model.whole_image_pixels = 40 * 40
+    predictor = Predictor(model, device="cpu", channels_last=True, max_whole_pixels=16)
+    predictor(_image(40, 40))
+    assert predictor.last_run["mode"] == "whole" and predictor.model.whole_image_pixels == 40 * 40
 
 
 def test_compile_unusable_is_a_config_error(monkeypatch):

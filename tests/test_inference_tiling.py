@@ -177,6 +177,22 @@ def test_global_pooling_model_seams_invisible(image):
     assert 40 <= score < 100  # the model really is global (tiles differ), but the seams stay invisible
 
 
+def test_model_named_whole_image_limit_runs_whole_up_to_it_and_tiles_of_that_area_above(image):
+    model = PooledAttentionNet()
+    whole = Predictor(model, tile=0)(image)
+    h, w = image.shape[-2:]
+    model.whole_image_pixels = h * w  # the Predictor's own CPU limit (0 here) would tile
+    pred = Predictor(model, max_whole_pixels=0)
+    assert torch.equal(pred(image), whole) and pred.last_run["mode"] == "whole"
+    model.whole_image_pixels = h * w - 1  # one pixel short: tiles of a side of its square root, fitted
+    pred = Predictor(model, max_whole_pixels=10**9)
+    tiled = pred(image)
+    side = int((h * w - 1) ** 0.5)  # 367, rounded down to the pad multiple 16; the padded image is 304x464
+    assert pred.last_run["mode"] == "tiled" and pred.last_run["tile"] == fitted_tile(304, 464, 352, 32, 16)
+    assert not torch.equal(tiled, whole)  # the pooled statistics differ per tile
+    assert Predictor(model, tile=64)(image).shape == image.shape and pred.default_tile == side
+
+
 def test_pointwise_model_mean_blend_exact(image):
     model = Pointwise()
     whole = Predictor(model, tile=0)(image)

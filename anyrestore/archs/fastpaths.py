@@ -41,7 +41,8 @@ FAST_PATHS = ("fused_layernorm", "sdpa", "window_sdpa", "folded_scales")
 #: state of the in-layer switches of a freshly constructed layer
 FAST_BY_DEFAULT = True
 
-_MODEL_ATTRS = ("meta", "arch_name", "arch_kwargs", "preset_name", "pad_multiple", "prefer_whole_image")
+_MODEL_ATTRS = ("meta", "arch_name", "arch_kwargs", "preset_name", "pad_multiple", "prefer_whole_image",
+                "whole_image_pixels")
 
 
 def set_fast_paths(model: nn.Module, enabled: bool = True, *, fused_layernorm: bool | None = None,

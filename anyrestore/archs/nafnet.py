@@ -205,6 +205,11 @@ class NAFNet(nn.Module):
             (:meth:`expert_route`, :meth:`forward_expert`).
         jpeg_expert_levels: encoder levels the expert owns, from the shallowest (default None: all but the
             deepest; the base's deeper levels and middle blocks are shared).
+        whole_image_pixels: the largest image (in pixels) the Predictor's auto mode restores whole; larger ones run
+            in tiles of about that area (default None: the Predictor's own rule). Every block's channel attention
+            pools its whole input, so a tile of a large photo is restored from its own content only: a tile of bright
+            out-of-focus flowers gets dehazed, one of fine gravel denoised. The default model sets 2**22 (4 MP, about
+            3.5 GB of RAM in fp32; session 34).
 
     MaskDCPT hook points (``MASK_POINTS``) are module names: forward hooks on them re-mask features; with no hook
     installed the network is the plain one.
@@ -233,8 +238,11 @@ class NAFNet(nn.Module):
         jpeg_projection: bool = False,
         jpeg_expert: bool = False,
         jpeg_expert_levels: int | None = None,
+        whole_image_pixels: int | None = None,
     ) -> None:
         super().__init__()
+        if whole_image_pixels is not None and whole_image_pixels < 64 * 64:
+            raise ValueError(f"whole_image_pixels must be at least 4096 (a 64x64 image), got {whole_image_pixels}")
         if photo_min_side < 1:
             raise ValueError(f"photo_min_side must be a positive number of pixels, got {photo_min_side}")
         if jpeg_expert and not jpeg_projection:
@@ -273,6 +281,7 @@ class NAFNet(nn.Module):
         self.tone_curve = GlobalToneCurve() if tone_curve else None
         self.photo_tone_curve = GlobalToneCurve() if photo_tone_curve else None
         self.photo_min_side = photo_min_side
+        self.whole_image_pixels = whole_image_pixels
 
     @property
     def expert_tile(self) -> int | None:
@@ -415,7 +424,7 @@ register_preset("nafnet-default", "nafnet", default=True,
                 pad_multiple=16, input_levels=255, width=24, enc_blocks=(1, 1, 2, 4), middle_blocks=2,
                 dec_blocks=(1, 1, 1, 1), pad_mode="reflect", sharpen=True, sharpen_mode="wiener", tone_curve=True,
                 photo_tone_curve=True, photo_min_side=640, motion_deblur=True, chroma_denoise=True,
-                coarse_pass=True, jpeg_projection=True, jpeg_expert=True)
+                coarse_pass=True, jpeg_projection=True, jpeg_expert=True, whole_image_pixels=1 << 22)
 register_preset("nafnet-tiny", "nafnet", description="tiny NAFNet for tests and smoke runs",
                 pad_multiple=16, width=8, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1))
 

@@ -11,6 +11,9 @@ Tiling modes (``tile`` argument):
   raising, images above ``max_whole_pixels`` (default 2**19, about 0.5 MP: a 35M-parameter PromptIR needs about
   8 GB of RAM for a whole 1 MP image) are tiled straight away. A model with the attribute
   ``prefer_whole_image = True`` (e.g. one that estimates the degradation globally) always runs whole in auto mode.
+  A model with an integer ``whole_image_pixels`` (the default model: 4 MP) sets its own limit, on every device:
+  whole up to that many pixels, above it tiles of about that area (a side of its square root) in place of the
+  default tile.
   Auto-mode tiles are the default tile shrunk as far as the number of tiles allows (:func:`fitted_tile`).
   An expert that names its own tile (the default model's JPEG expert: ``NAFNet.expert_tile``) always runs in tiles
   of at most that side in auto mode, on any device: near the size it was trained on it restores best.
@@ -38,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 from typing import Callable
 
 import torch
@@ -90,8 +94,10 @@ class Predictor:
         tile: None (auto), 0 (whole image) or the tile size in pixels.
         overlap: overlap between neighbouring tiles in pixels; must be at most half the tile.
         blend: ``"feather"`` (raised-cosine ramps) or ``"mean"`` (uniform average).
-        default_tile: tile used when auto mode falls back to tiling (default 512 on GPU, 256 on CPU).
-        max_whole_pixels: in auto mode on CPU, larger images are tiled.
+        default_tile: tile used when auto mode falls back to tiling (default: the square root of the model's
+            ``whole_image_pixels`` when it names one, else 512 on GPU, 256 on CPU).
+        max_whole_pixels: in auto mode on CPU, larger images are tiled (unless the model names its own
+            ``whole_image_pixels``, see the module).
         progress: optional callback ``progress(done_tiles, total_tiles)``.
         fast: ``None`` (default): the exact in-layer fast paths measured fastest on the device
             (:func:`~anyrestore.archs.fastpaths.set_device_fast_paths`: all of them on CPU, a measured subset on
@@ -145,6 +151,7 @@ class Predictor:
         self.device = select_device(device)
         self.meta = model_meta(model)
         self.prefer_whole_image = bool(getattr(model, "prefer_whole_image", False))
+        self.whole_image_pixels: int | None = getattr(model, "whole_image_pixels", None)
         if channels_last is None:
             channels_last = self.device.type == "cpu"
         self.options = {"fast": fast if fast is None else bool(fast), "channels_last": bool(channels_last),
@@ -172,7 +179,8 @@ class Predictor:
         self.overlap = overlap
         self.blend = blend
         gpu = self.device.type in ("cuda", "mps")
-        self.default_tile = default_tile or (512 if gpu else 256)
+        own_side = None if self.whole_image_pixels is None else math.isqrt(self.whole_image_pixels)
+        self.default_tile = default_tile or own_side or (512 if gpu else 256)
         self.max_whole_pixels = max_whole_pixels
         self.progress = progress
         self.min_tile = _round_up(MIN_TILE, self.multiple)
@@ -258,6 +266,8 @@ class Predictor:
             return True
         if self._oom_tile is not None:
             return False
+        if self.whole_image_pixels is not None:
+            return pixels <= self.whole_image_pixels
         return self.device.type != "cpu" or pixels <= self.max_whole_pixels
 
     def _forward(self, x: torch.Tensor, model: nn.Module) -> torch.Tensor:
