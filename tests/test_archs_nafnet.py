@@ -149,3 +149,35 @@ def test_whole_image_limit_is_a_model_setting_the_predictor_reads():
     assert Predictor(model).whole_image_pixels == 100 * 100 and Predictor(model).default_tile == 100
     with pytest.raises(ValueError, match="whole_image_pixels must be at least 4096"):
         build_model("nafnet-tiny", whole_image_pixels=63 * 63)
+
+
+def test_large_image_in_bands_of_rows_equals_the_whole_block(monkeypatch):
+    from anyrestore.archs import nafnet
+
+    block = randomize_(nafnet.NAFBlock(8), seed=3, std=0.3).eval().to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        block.beta.fill_(1.0)  # trained blocks have β, γ of order 1; random small ones would hide the bands' seams
+        block.gamma.fill_(1.0)
+    x = torch.randn(1, 8, 80, 96).contiguous(memory_format=torch.channels_last)
+    calls = []
+    original = nafnet.NAFBlock._forward_in_bands
+    monkeypatch.setattr(nafnet.NAFBlock, "_forward_in_bands", lambda self, t: calls.append(t.shape[-2:]) or
+                        original(self, t))
+    with torch.inference_mode():
+        whole = block(x)
+        assert calls == []  # 80x96 is below twice the default band
+        monkeypatch.setattr(nafnet, "BAND_PIXELS", 5 * 96)  # bands of 5 rows
+        banded = block(x)
+    assert calls == [(80, 96)] and whole.abs().mean() > 0.5
+    torch.testing.assert_close(banded, whole, rtol=0, atol=1e-5)
+    calls.clear()
+    with torch.enable_grad():
+        block(x)  # training keeps the plain block: autograd would hold every band anyway
+    assert calls == []
+    model = randomize_(tiny(pad_mode="reflect"), seed=3).eval()  # and a whole U-Net, bands at two levels
+    y = image(80, 96)
+    with torch.inference_mode():
+        banded = model(y)
+        monkeypatch.setattr(nafnet, "BAND_PIXELS", 1 << 16)
+        torch.testing.assert_close(banded, model(y), rtol=0, atol=1e-5)
+    assert (40, 48) in calls

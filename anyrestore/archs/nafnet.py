@@ -30,6 +30,7 @@ from anyrestore.archs.tone_curve import PHOTO_MIN_SIDE, GlobalToneCurve, ToneCur
 PAD_MODES = ("zeros", "reflect")
 ROUTE_WINDOW = 512  # px: the centre window the base U-Net restores to decide whether the JPEG expert runs
 EXPERT_TILE = 128  # px: the JPEG expert's tile side in the Predictor's auto mode (see NAFNet.expert_tile)
+BAND_PIXELS = 1 << 16  # px: a band's area when a NAFBlock runs a large image in bands of rows (see NAFBlock)
 
 
 class LocalAvgPool2d(nn.Module):
@@ -71,6 +72,9 @@ class NAFBlock(nn.Module):
     Fast path ``folded_scales``: β and γ are folded into the weights of ``conv3``/``conv5`` and, for one image
     with a global SCA, so is the SCA's channel scale; the residual is added in place. Each removes a full pass over
     the feature map. It is skipped while hooks sit on those convolutions (MaskDCPT re-masks ``conv3``'s output).
+    With it, one large image (more than ``2 * BAND_PIXELS`` pixels) at inference runs in bands of rows: the
+    double-width maps before the gates never exist whole, which keeps each band's work in the CPU caches and
+    needs less memory; only the SCA's mean needs every band, so the block takes two sweeps.
     """
 
     def __init__(self, c: int, *, ln_eps: float = 1e-6) -> None:
@@ -89,6 +93,8 @@ class NAFBlock(nn.Module):
         self.folded_scales = FAST_BY_DEFAULT
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        if self._runs_in_bands(inp):
+            return self._forward_in_bands(inp)
         t = self.sg(self.conv2(self.conv1(self.norm1(inp))))
         if self.folded_scales and not (_has_hooks(self.conv3) or _has_hooks(self.conv5)):
             return self._folded_tail(inp, t)
@@ -96,6 +102,39 @@ class NAFBlock(nn.Module):
         y = inp + t * self.beta
         t = self.conv5(self.sg(self.conv4(self.norm2(y))))
         return y + t * self.gamma
+
+    def _runs_in_bands(self, inp: torch.Tensor) -> bool:
+        return (self.folded_scales and not torch.is_grad_enabled() and inp.shape[0] == 1
+                and inp.shape[-2] * inp.shape[-1] > 2 * BAND_PIXELS and type(self.sca[0]) is nn.AdaptiveAvgPool2d
+                and not any(_has_hooks(m) for m in self.modules()))
+
+    def _forward_in_bands(self, inp: torch.Tensor) -> torch.Tensor:
+        """The folded block on one image, a band of rows at a time (see the class)."""
+        height, width = inp.shape[-2:]
+        rows = max(1, BAND_PIXELS // width)
+        bands = [(top, min(height, top + rows)) for top in range(0, height, rows)]
+        memory_format = (torch.channels_last if inp.is_contiguous(memory_format=torch.channels_last)
+                         else torch.contiguous_format)
+        gated = torch.empty((1, inp.shape[1], height, width), dtype=inp.dtype, device=inp.device,
+                            memory_format=memory_format)
+        total = torch.zeros((1, inp.shape[1], 1, 1), dtype=torch.float64, device=inp.device)
+        for top, bottom in bands:
+            # one row of context on each side for the 3x3 depthwise convolution, cropped off again
+            start, stop = max(0, top - 1), min(height, bottom + 1)
+            t = self.conv2(self.conv1(self.norm1(inp[:, :, start:stop])))[:, :, top - start:bottom - start]
+            t = self.sg(t)
+            gated[:, :, top:bottom] = t
+            total += t.sum((2, 3), keepdim=True, dtype=torch.float64)
+        scale = self.sca[1]((total / (height * width)).to(inp.dtype))
+        beta, gamma = self.beta.view(-1), self.gamma.view(-1)
+        w3 = self.conv3.weight * (beta.view(-1, 1, 1, 1) * scale.view(1, -1, 1, 1))
+        w5 = self.conv5.weight * gamma.view(-1, 1, 1, 1)
+        out = torch.empty_like(inp)
+        for top, bottom in bands:
+            y = F.conv2d(gated[:, :, top:bottom], w3, self.conv3.bias * beta).add_(inp[:, :, top:bottom])
+            t = self.sg(self.conv4(self.norm2(y)))
+            out[:, :, top:bottom] = F.conv2d(t, w5, self.conv5.bias * gamma).add_(y)
+        return out
 
     def _folded_tail(self, inp: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The rest of the block from the gated features ``t`` on, with β, γ and the SCA scale folded."""
