@@ -15,7 +15,9 @@ official formula (the "plain" path) right next to the fast one:
   (:func:`~anyrestore.archs.blocks.transposed_attention`); SDPA is the same function there but its head size would
   be H·W, which only the unfused math kernel takes, and it measured slower on CPU.
 * ``folded_scales`` — NAFNet blocks (:class:`~anyrestore.archs.nafnet.NAFBlock`) fold β, γ and the SCA channel
-  scale into the 1×1 convolution weights that precede them, saving three passes over each block's feature map.
+  scale into the 1×1 convolution weights that precede them, saving three passes over each block's feature map;
+  at inference on the CPU a large single image (more than twice ``nafnet.BAND_PIXELS``) runs each block in
+  bands of rows, so its double-width maps never exist whole (faster, less memory).
 
 All are mathematically the same function as the plain path (only the rounding differs: the tests in
 ``tests/test_archs_fastpaths.py`` hold every backbone family to max |Δ| ≤ 1e-4 in fp32, forward in eval and

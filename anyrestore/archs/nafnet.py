@@ -72,9 +72,10 @@ class NAFBlock(nn.Module):
     Fast path ``folded_scales``: β and γ are folded into the weights of ``conv3``/``conv5`` and, for one image
     with a global SCA, so is the SCA's channel scale; the residual is added in place. Each removes a full pass over
     the feature map. It is skipped while hooks sit on those convolutions (MaskDCPT re-masks ``conv3``'s output).
-    With it, one large image (more than ``2 * BAND_PIXELS`` pixels) at inference runs in bands of rows: the
-    double-width maps before the gates never exist whole, which keeps each band's work in the CPU caches and
-    needs less memory; only the SCA's mean needs every band, so the block takes two sweeps.
+    With it, one large image (more than ``2 * BAND_PIXELS`` pixels) at inference on the CPU runs in bands of rows:
+    the double-width maps before the gates never exist whole, which keeps each band's work in the CPU caches and
+    needs less memory; only the SCA's mean needs every band, so the block takes two sweeps. (Not on GPUs, where
+    the many small kernels have not been measured.)
     """
 
     def __init__(self, c: int, *, ln_eps: float = 1e-6) -> None:
@@ -104,7 +105,7 @@ class NAFBlock(nn.Module):
         return y + t * self.gamma
 
     def _runs_in_bands(self, inp: torch.Tensor) -> bool:
-        return (self.folded_scales and not torch.is_grad_enabled() and inp.shape[0] == 1
+        return (self.folded_scales and not torch.is_grad_enabled() and inp.shape[0] == 1 and inp.device.type == "cpu"
                 and inp.shape[-2] * inp.shape[-1] > 2 * BAND_PIXELS and type(self.sca[0]) is nn.AdaptiveAvgPool2d
                 and not any(_has_hooks(m) for m in self.modules()))
 
