@@ -248,8 +248,8 @@ class NAFNet(nn.Module):
         whole_image_pixels: the largest image (in pixels) the Predictor's auto mode restores whole; larger ones run
             in tiles of about that area (default None: the Predictor's own rule). Every block's channel attention
             pools its whole input, so a tile of a large photo is restored from its own content only: a tile of bright
-            out-of-focus flowers gets dehazed, one of fine gravel denoised. The default model sets 2**22 (4 MP, about
-            3.5 GB of RAM in fp32; session 34).
+            out-of-focus flowers gets dehazed, one of fine gravel denoised. The default model sets 2**22 (4 MP: its
+            full restore of a 2560x1600 photo peaks at 2.5 GB of RAM in fp32 on the CPU; session 34).
 
     MaskDCPT hook points (``MASK_POINTS``) are module names: forward hooks on them re-mask features; with no hook
     installed the network is the plain one.

@@ -31,7 +31,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="allow full unpickling of a --model file you trust (never needed for plain weight files)")
     parser.add_argument("--tile", type=int, default=None, metavar="N",
                         help="tile size in pixels; 0 = whole image; default: automatic (the default model restores "
-                             "images up to 4 MP whole, about 3.5 GB of RAM, larger ones in tiles of 2048; set a "
+                             "images up to 4 MP whole, about 2.5 GB of RAM, larger ones in tiles of 2048; set a "
                              "tile such as 512 to use less memory)")
     parser.add_argument("--overlap", type=int, default=32, metavar="N", help="tile overlap in pixels (default 32)")
     parser.add_argument("--blend", choices=("feather", "mean"), default="feather", help="tile blending (default feather)")
