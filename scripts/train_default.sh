@@ -25,12 +25,14 @@
 #  17. heavy snow              configs/default/snow_polish.yaml (the U-Net's layers that the expert has its own copy of,
 #                             on stage 6's mixture plus heavy snow; ~20 min), then scripts/splice_unet.py puts them
 #                             into stage 16's full model
-#  18. quality reports of stages 3-17: benchmarks/default_model.py on the held-out photos
+#  18. whole images          scripts/set_arch_option.py (no weights: the U-Net restores images up to 4 MP whole,
+#                             whole_image_pixels; seconds)
+#  19. quality reports of stages 3-18: benchmarks/default_model.py on the held-out photos
 # On a quiet 2-core CPU stages 1-6 take about 2 h 45 min and stages 8-11 about 82 min (per-stage times in
 # anyrestore/weights/README.md).
 # Stage 7 needs a GPU (about 21 minutes on one H100; about 14 hours on 2 CPU cores): STAGE7=auto (the default) runs
 # it only when CUDA is available, STAGE7=1 always, STAGE7=0 never. Stages 8-16 run on the last U-Net (stage 7's,
-# else stage 6's). The shipped weights are stage 17's on stage 7.
+# else stage 6's). The shipped weights are stage 18's on stage 7.
 # Iterations can be scaled for the machine at hand:
 #   PRETRAIN_ITERS=... FINETUNE_ITERS=... FULL_ITERS=... LONG_ITERS=... BALANCED_ITERS=... POLISH_ITERS=... \
 #   bash scripts/train_default.sh
@@ -129,9 +131,13 @@ train configs/default/snow_polish.yaml "$RUNS/default-snow-polish" \
 [ -f "$RUNS/default-snow/model.safetensors" ] || python scripts/splice_unet.py \
   --weights "$RUNS/default-jpeg-expert/model.safetensors" --unet "$RUNS/default-snow-polish/model.safetensors" \
   -o "$RUNS/default-snow/model.safetensors" --release 21
+# stage 18 (metadata only): the U-Net restores images up to 4 MP whole (the preset's whole_image_pixels)
+[ -f "$RUNS/default-whole-image/model.safetensors" ] || python scripts/set_arch_option.py \
+  --weights "$RUNS/default-snow/model.safetensors" -o "$RUNS/default-whole-image/model.safetensors" \
+  --option whole_image_pixels=4194304 --release 22
 stages="$stages tone-curve sharpen motion-deblur chroma-denoise coarse-pass exposure jpeg-projection photo-exposure"
-stages="$stages jpeg-expert snow"
-last=snow
+stages="$stages jpeg-expert snow whole-image"
+last=whole-image
 
 for stage in $stages; do
   python benchmarks/default_model.py --model "$RUNS/default-$stage/model.safetensors" \

@@ -294,7 +294,7 @@ echo "python $*" >> {shlex.quote(str(log))}
            "TRAIN_OVERRIDES": "data.batch_size=32 data.crop=128", "LONG_ITERS": "77", "STAGE7": "1"}
     done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], env=env, check=True,
                           capture_output=True, text=True)
-    assert done.stdout.strip().endswith(f"{runs}/default-snow/model.safetensors (copy to "
+    assert done.stdout.strip().endswith(f"{runs}/default-whole-image/model.safetensors (copy to "
                                         "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert [t[2] for t in trains] == [f"configs/default/{n}.yaml" for n in
@@ -352,22 +352,30 @@ echo "python $*" >> {shlex.quote(str(log))}
     assert splice[0][splice[0].index("--weights") + 1] == f"{runs}/default-jpeg-expert/model.safetensors"
     assert splice[0][splice[0].index("--unet") + 1] == f"{stages[-1]}/model.safetensors"
     assert splice[0][splice[0].index("-o") + 1] == f"{runs}/default-snow/model.safetensors"
-    assert splice[0][splice[0].index("--release") + 1] == "21"  # the shipped file's metadata 'release'
+    assert splice[0][splice[0].index("--release") + 1] == "21"
+    # stage 18: metadata only, the preset's whole_image_pixels written into that file
+    option = [line.split() for line in log.read_text().splitlines() if "scripts/set_arch_option.py" in line]
+    assert len(option) == 1
+    assert option[0][option[0].index("--weights") + 1] == f"{runs}/default-snow/model.safetensors"
+    assert option[0][option[0].index("-o") + 1] == f"{runs}/default-whole-image/model.safetensors"
+    pixels = get_preset("nafnet-default").kwargs["whole_image_pixels"]
+    assert option[0][option[0].index("--option") + 1] == f"whole_image_pixels={pixels}"
+    assert option[0][option[0].index("--release") + 1] == "22"  # the shipped file's metadata 'release'
     reports = [line for line in log.read_text().splitlines() if "benchmarks/default_model.py" in line]
-    assert len(reports) == 15
+    assert len(reports) == 16
 
     # STAGE7=0 (or no CUDA device under the default `auto`) ends at stage 6 and names its weights
     log.unlink()
     done = subprocess.run(["bash", str(repo / "scripts" / "train_default.sh")], check=True, capture_output=True,
                           text=True, env={**env, "STAGE7": "0", "RUNS": str(tmp_path / "runs_cpu")})
     assert "Stage 7 (configs/default/gpu_polish.yaml) skipped" in done.stdout
-    assert done.stdout.strip().endswith("/default-snow/model.safetensors (copy to "
+    assert done.stdout.strip().endswith("/default-whole-image/model.safetensors (copy to "
                                         "anyrestore/weights/nafnet-default.safetensors).")
     trains = [line.split() for line in log.read_text().splitlines() if line.startswith("anyrestore train")]
     assert [t[2] for t in trains[-2:]] == ["configs/default/full_balanced.yaml", "configs/default/snow_polish.yaml"]
     tone = next(line.split() for line in log.read_text().splitlines() if "train_global_stage.py tone_curve" in line)
     assert tone[tone.index("--weights") + 1].endswith("/default-full-balanced/model.safetensors")
-    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 14
+    assert sum("benchmarks/default_model.py" in line for line in log.read_text().splitlines()) == 15
     # an interrupted expert run leaves its checkpoint, and a re-run resumes it
     log.unlink()
     (tmp_path / "runs_cpu" / "default-jpeg-expert").mkdir()
