@@ -31,6 +31,7 @@ from torch import nn
 
 from anyrestore.archs.registry import FAMILIES, CheckpointFamily, ModelMeta, _ensure_loaded, build_arch
 from anyrestore.errors import AnyRestoreError, CheckpointMismatchError, UnsafeCheckpointError
+from anyrestore.io import new_file_mode
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,7 @@ def _atomic_save(tensors: dict[str, torch.Tensor], metadata: dict[str, str], pat
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -657,6 +659,7 @@ def save_state_dict_file(sd: Mapping[str, torch.Tensor], path: str | os.PathLike
     os.close(fd)
     try:
         torch.save({"params": {k: v.detach().cpu().contiguous() for k, v in sd.items()}}, tmp)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -171,8 +171,17 @@ def write_image(
     return path
 
 
+def new_file_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` would give a new file: 0o666 less the process umask.
+    ``tempfile.mkstemp`` creates its files 0o600, which a rename would carry to the output."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path`` and rename it into place."""
+    """Write ``data`` to a temporary file next to ``path`` and rename it into place (with the usual permissions
+    of a new file, :func:`new_file_mode`)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ImageWriteError(f"cannot write {path}: folder {path.parent} does not exist")
@@ -180,6 +189,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -48,7 +48,7 @@ from anyrestore.data.sources import list_images
 from anyrestore.degradations import build_sampler
 from anyrestore.errors import AnyRestoreError, ConfigError
 from anyrestore.inference.predictor import Predictor
-from anyrestore.io import read_image
+from anyrestore.io import new_file_mode, read_image
 from anyrestore.metrics import psnr, ssim
 
 REPO = Path(__file__).resolve().parents[1]
@@ -212,6 +212,7 @@ def _atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

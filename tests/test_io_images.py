@@ -154,6 +154,24 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # no partial output, no temporary file left
 
 
+def test_written_files_get_the_permissions_of_the_umask_not_the_temporary_files_0600(tmp_path):
+    from anyrestore.archs import build_model
+    from anyrestore.checkpoints import save_model
+
+    img = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(2))
+    old = os.umask(0o022)
+    try:
+        write_image(tmp_path / "x.png", img)
+        save_model(build_model("nafnet-tiny"), tmp_path / "m.safetensors")
+        os.umask(0o077)
+        write_image(tmp_path / "private.png", img)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.png").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "private.png").stat().st_mode & 0o777 == 0o600
+
+
 def test_write_errors(tmp_path):
     img = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(3))
     with pytest.raises(ImageWriteError, match="suffix"):
