@@ -32,7 +32,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from anyrestore.data.sources import list_images
 from anyrestore.degradations import build_sampler
 from anyrestore.errors import AnyRestoreError, ConfigError
 from anyrestore.inference.predictor import Predictor
-from anyrestore.io import new_file_mode, read_image
+from anyrestore.io import atomic_write_bytes, read_image
 from anyrestore.metrics import psnr, ssim
 
 REPO = Path(__file__).resolve().parents[1]
@@ -208,15 +207,7 @@ def _mean(values: list[float]) -> float:
 
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, new_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # ------------------------------------------------------------------------------------------------ evaluation

@@ -126,30 +126,34 @@ class NAFBlock(nn.Module):
             t = self.sg(t)
             gated[:, :, top:bottom] = t
             total += t.sum((2, 3), keepdim=True, dtype=torch.float64)
-        scale = self.sca[1]((total / (height * width)).to(inp.dtype))
-        beta, gamma = self.beta.view(-1), self.gamma.view(-1)
-        w3 = self.conv3.weight * (beta.view(-1, 1, 1, 1) * scale.view(1, -1, 1, 1))
-        w5 = self.conv5.weight * gamma.view(-1, 1, 1, 1)
+        weights = self._folded_weights(self.sca[1]((total / (height * width)).to(inp.dtype)))
         out = torch.empty_like(inp)
         for top, bottom in bands:
-            y = F.conv2d(gated[:, :, top:bottom], w3, self.conv3.bias * beta).add_(inp[:, :, top:bottom])
-            t = self.sg(self.conv4(self.norm2(y)))
-            out[:, :, top:bottom] = F.conv2d(t, w5, self.conv5.bias * gamma).add_(y)
+            out[:, :, top:bottom] = self._folded_rest(inp[:, :, top:bottom], gated[:, :, top:bottom], weights)
         return out
 
     def _folded_tail(self, inp: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The rest of the block from the gated features ``t`` on, with β, γ and the SCA scale folded."""
         scale = self.sca(t)
-        beta = self.beta.view(-1)
-        w3 = self.conv3.weight * beta.view(-1, 1, 1, 1)
-        if scale.shape[0] == 1 and scale.shape[-2:] == (1, 1):
-            w3 = w3 * scale.view(1, -1, 1, 1)  # conv3(t * s) = (W3 diag(s)) t for a single image
-        else:
+        single = scale.shape[0] == 1 and scale.shape[-2:] == (1, 1)
+        if not single:
             t = t * scale
-        y = F.conv2d(t, w3, self.conv3.bias * beta).add_(inp)
-        t = self.sg(self.conv4(self.norm2(y)))
-        gamma = self.gamma.view(-1)
-        return F.conv2d(t, self.conv5.weight * gamma.view(-1, 1, 1, 1), self.conv5.bias * gamma).add_(y)
+        return self._folded_rest(inp, t, self._folded_weights(scale if single else None))
+
+    def _folded_weights(self, scale: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """``conv3``'s and ``conv5``'s weights and biases with β and γ folded in, and one image's SCA ``scale`` when
+        given: conv3(t * s) = (W3 diag(s)) t."""
+        beta, gamma = self.beta.view(-1), self.gamma.view(-1)
+        w3 = self.conv3.weight * beta.view(-1, 1, 1, 1)
+        if scale is not None:
+            w3 = w3 * scale.view(1, -1, 1, 1)
+        return w3, self.conv3.bias * beta, self.conv5.weight * gamma.view(-1, 1, 1, 1), self.conv5.bias * gamma
+
+    def _folded_rest(self, inp: torch.Tensor, t: torch.Tensor, weights: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """conv3, the residual, LN, FFN and the second residual on gated features ``t``, with folded ``weights``."""
+        w3, b3, w5, b5 = weights
+        y = F.conv2d(t, w3, b3).add_(inp)
+        return F.conv2d(self.sg(self.conv4(self.norm2(y))), w5, b5).add_(y)
 
 
 class WholeImageStages(nn.Module):
